@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# One-command setup on Debian 12: system packages, pretrained weights, build.
+# Idempotent; prints nothing but errors when there is nothing to do.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  build-essential cmake ninja-build pkg-config
+  libtorch-dev libopencv-dev libdcmtk-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  # setup (weight conversion) and reference tests only - never used at run time
+  python3 python3-pip python3-numpy python3-torch python3-torchvision python3-sklearn python3-skimage
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+scripts/fetch_weights.sh
+
+build=${FRACTURE_BUILD_DIR:-build}
+if [ ! -f "$build/build.ninja" ]; then
+  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release ${CMAKE_ARGS:-} >/dev/null
+fi
+ninja -C "$build" --quiet 2>&1 | grep -v "^ninja: no work to do" || true
+test -x "$build/src/fracture" || { echo "error: build failed" >&2; exit 1; }

@@ -1,0 +1,50 @@
+#include <spdlog/spdlog.h>
+
+#include <iostream>
+
+#include "fracture/cli/commands.h"
+#include "fracture/data/dataset.h"
+#include "fracture/data/split.h"
+
+namespace fracture::cli {
+
+void add_split_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("split", "Write a leak-free, stratified train/val/test manifest");
+  struct Args {
+    std::string data, out = "split.csv";
+    data::SplitOptions opt;
+    bool no_near = false;
+  };
+  auto a = std::make_shared<Args>();
+  cmd->add_option("--data", a->data, "FracAtlas folder, ImageFolder folder or CSV manifest")->required();
+  cmd->add_option("-o,--out", a->out, "Manifest to write (CSV: path,label,class,split,group,region,hardware)")
+      ->capture_default_str();
+  cmd->add_option("--val", a->opt.val_fraction, "Fraction of images for validation")->capture_default_str()->check(CLI::Range(0.0, 0.9));
+  cmd->add_option("--test", a->opt.test_fraction, "Fraction of images for test")->capture_default_str()->check(CLI::Range(0.0, 0.9));
+  cmd->add_option("--seed", a->opt.seed, "Random seed; the same seed gives the same split")->capture_default_str();
+  cmd->add_option("--near-threshold", a->opt.near_duplicate_threshold,
+                  "Thumbnail correlation at which two images count as the same radiograph")
+      ->capture_default_str();
+  cmd->add_flag("--no-near-duplicates", a->no_near, "Group byte-identical files only");
+  cmd->add_flag("--keep-existing", a->opt.keep_existing, "Keep the train/val/test folders of an ImageFolder dataset");
+  cmd->add_option("--threads", a->opt.threads, "Threads for reading images")->capture_default_str();
+  cmd->footer(
+      "Images that are byte-identical or near-identical (re-encodings, resized copies) are kept\n"
+      "together on one side, and groups are assigned stratified by label and body region.\n\n"
+      "Example:\n  fracture split --data ../shared/data/fracatlas --out runs/split.csv --seed 42");
+  cmd->callback([a] {
+    a->opt.near_duplicates = !a->no_near;
+    data::Dataset d = data::load_dataset(a->data);
+    for (const auto& w : d.warnings) spdlog::warn("{}", w);
+    spdlog::info("{}: {} images, {} classes ({} layout)", a->data, d.samples.size(), d.class_names.size(), d.kind);
+    const auto rep = data::assign_splits(d, a->opt);
+    for (const auto& m : rep.messages) spdlog::warn("{}", m);
+    spdlog::info("duplicates: {} byte-identical pairs, {} near-identical pairs; {} merges into groups",
+                 rep.exact_pairs, rep.near_pairs, rep.groups_merged);
+    data::write_manifest(a->out, d);
+    spdlog::info("wrote {}", a->out);
+    std::cout << data::format_split_counts(d);
+  });
+}
+
+}  // namespace fracture::cli

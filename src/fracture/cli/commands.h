@@ -1,0 +1,13 @@
+#pragma once
+// Each subcommand lives in its own file and registers itself on the app;
+// it only parses flags and calls the library.
+#include <CLI/CLI.hpp>
+
+namespace fracture::cli {
+
+void add_models_command(CLI::App& app);
+void add_split_command(CLI::App& app);
+void add_classify_command(CLI::App& app);
+void add_weights_command(CLI::App& app);
+
+}  // namespace fracture::cli

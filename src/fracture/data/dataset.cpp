@@ -1,0 +1,251 @@
+#include "fracture/data/dataset.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+
+#include "fracture/data/csv.h"
+#include "fracture/util/atomic_file.h"
+
+namespace fs = std::filesystem;
+
+namespace fracture::data {
+namespace {
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+bool is_image_name(const fs::path& p) {
+  static const std::set<std::string> ext = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"};
+  return ext.count(lower(p.extension().string())) > 0;
+}
+
+std::vector<fs::path> images_in(const fs::path& dir) {
+  std::vector<fs::path> out;
+  for (const auto& e : fs::recursive_directory_iterator(dir, fs::directory_options::skip_permission_denied))
+    if (e.is_regular_file() && is_image_name(e.path())) out.push_back(e.path());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+bool is_negative_name(const std::string& name) {
+  const std::string n = lower(name);
+  for (const char* p : {"non", "not", "no_", "no ", "no-", "normal", "negative", "healthy"})
+    if (n.rfind(p, 0) == 0) return true;
+  return false;
+}
+
+std::map<std::string, size_t> header_index(const std::vector<std::string>& header) {
+  std::map<std::string, size_t> idx;
+  for (size_t i = 0; i < header.size(); ++i) {
+    std::string h = lower(header[i]);
+    if (i == 0 && h.rfind("\xef\xbb\xbf", 0) == 0) h = h.substr(3);  // UTF-8 BOM
+    idx[h] = i;
+  }
+  return idx;
+}
+
+}  // namespace
+
+std::vector<std::string> order_class_names(std::vector<std::string> names) {
+  std::sort(names.begin(), names.end());
+  if (names.size() == 2 && is_negative_name(names[1]) && !is_negative_name(names[0])) std::swap(names[0], names[1]);
+  return names;
+}
+
+std::vector<Sample> Dataset::subset(const std::string& split) const {
+  std::vector<Sample> out;
+  for (const auto& s : samples)
+    if (s.split == split) out.push_back(s);
+  return out;
+}
+
+Dataset load_fracatlas(const std::string& root) {
+  Dataset d;
+  d.kind = "fracatlas";
+  d.root = root;
+  d.class_names = {"non_fractured", "fractured"};
+  const fs::path base(root);
+  const auto rows = parse_csv(util::read_file((base / "dataset.csv").string()));
+  if (rows.empty()) throw std::runtime_error(root + "/dataset.csv: empty");
+  const auto col = header_index(rows[0]);
+  for (const char* need : {"image_id", "fractured"})
+    if (!col.count(need)) throw std::runtime_error(root + "/dataset.csv: no '" + std::string(need) + "' column");
+
+  // The folder an image sits in is its label. Where dataset.csv disagrees
+  // (IMG0003298.jpg: in Fractured/, fractured=0 but fracture_count=1) the
+  // folder wins, with a warning: the folders are what the release's own
+  // classification baselines were trained from.
+  std::map<std::string, std::pair<fs::path, int>> on_disk;
+  for (const auto& [folder, label] : {std::pair{"Non_fractured", 0}, std::pair{"Fractured", 1}}) {
+    const fs::path dir = base / "images" / folder;
+    if (!fs::is_directory(dir)) throw std::runtime_error(dir.string() + ": missing (not a FracAtlas release folder?)");
+    for (const auto& p : images_in(dir)) on_disk[p.filename().string()] = {p, label};
+  }
+  auto flag = [&](const std::vector<std::string>& row, const char* name) {
+    auto it = col.find(name);
+    return it != col.end() && it->second < row.size() && row[it->second] == "1";
+  };
+  std::set<std::string> seen;
+  for (size_t r = 1; r < rows.size(); ++r) {
+    const auto& row = rows[r];
+    const std::string id = row[col.at("image_id")];
+    auto it = on_disk.find(id);
+    if (it == on_disk.end()) {
+      d.warnings.push_back(root + "/dataset.csv: " + id + " listed but not found under images/; skipped");
+      continue;
+    }
+    seen.insert(id);
+    Sample s;
+    s.path = it->second.first.string();
+    s.label = it->second.second;
+    s.group = id;
+    if (flag(row, "fractured") != (s.label == 1))
+      d.warnings.push_back(s.path + ": dataset.csv says fractured=" + (flag(row, "fractured") ? "1" : "0") +
+                           " but the file is in " + (s.label ? "Fractured/" : "Non_fractured/") +
+                           "; using the folder's label");
+    int regions = 0;
+    for (const char* reg : {"hand", "leg", "hip", "shoulder"})
+      if (flag(row, reg)) { s.region = reg; ++regions; }
+    if (flag(row, "mixed") || regions > 1) s.region = "mixed";
+    if (s.region.empty()) s.region = "unknown";
+    if (col.count("hardware")) s.hardware = flag(row, "hardware") ? 1 : 0;
+    d.samples.push_back(s);
+  }
+  for (const auto& [name, entry] : on_disk)
+    if (!seen.count(name)) {
+      d.warnings.push_back(entry.first.string() + ": not in dataset.csv; used with its folder's label");
+      Sample s;
+      s.path = entry.first.string();
+      s.label = entry.second;
+      s.group = name;
+      s.region = "unknown";
+      d.samples.push_back(s);
+    }
+  return d;
+}
+
+Dataset load_image_folder(const std::string& root) {
+  Dataset d;
+  d.kind = "imagefolder";
+  d.root = root;
+  const fs::path base(root);
+  // With train/ val/ test/ (or valid/) subfolders, each holds the class folders.
+  std::vector<std::pair<std::string, fs::path>> parts;
+  for (const auto& [split, names] : {std::pair{"train", std::vector<std::string>{"train"}},
+                                     std::pair{"val", std::vector<std::string>{"val", "valid", "validation"}},
+                                     std::pair{"test", std::vector<std::string>{"test"}}})
+    for (const auto& n : names)
+      if (fs::is_directory(base / n)) parts.emplace_back(split, base / n);
+  if (parts.empty()) parts.emplace_back("", base);
+
+  std::set<std::string> classes;
+  for (const auto& [_, dir] : parts)
+    for (const auto& e : fs::directory_iterator(dir))
+      if (e.is_directory()) classes.insert(e.path().filename().string());
+  if (classes.empty()) throw std::runtime_error(root + ": no class folders found");
+  d.class_names = order_class_names({classes.begin(), classes.end()});
+  for (const auto& [split, dir] : parts)
+    for (size_t c = 0; c < d.class_names.size(); ++c) {
+      const fs::path cdir = dir / d.class_names[c];
+      if (!fs::is_directory(cdir)) continue;
+      for (const auto& p : images_in(cdir)) {
+        Sample s;
+        s.path = p.string();
+        s.label = static_cast<int>(c);
+        s.split = split;
+        s.group = fs::relative(p, base).string();
+        d.samples.push_back(s);
+      }
+    }
+  if (d.samples.empty()) throw std::runtime_error(root + ": class folders hold no images");
+  return d;
+}
+
+Dataset load_manifest(const std::string& csv_path) {
+  Dataset d;
+  d.kind = "manifest";
+  d.root = fs::path(csv_path).parent_path().string();
+  const auto rows = parse_csv(util::read_file(csv_path));
+  if (rows.empty()) throw std::runtime_error(csv_path + ": empty manifest");
+  const auto col = header_index(rows[0]);
+  if (!col.count("path") || !col.count("label"))
+    throw std::runtime_error(csv_path + ": manifest needs a header with 'path' and 'label' columns");
+  auto get = [&](const std::vector<std::string>& row, const char* name) -> std::string {
+    auto it = col.find(name);
+    return it != col.end() && it->second < row.size() ? row[it->second] : "";
+  };
+  // Labels may be class names or integers; names are ordered like ImageFolder's.
+  std::set<std::string> names;
+  bool numeric = true;
+  for (size_t r = 1; r < rows.size(); ++r) {
+    const std::string l = get(rows[r], "label");
+    names.insert(l);
+    if (l.empty() || l.find_first_not_of("0123456789") != std::string::npos) numeric = false;
+  }
+  if (numeric) {
+    int maxl = 0;
+    for (const auto& n : names) maxl = std::max(maxl, std::stoi(n));
+    for (int i = 0; i <= maxl; ++i) d.class_names.push_back(std::to_string(i));
+    if (col.count("class"))  // manifests written by `fracture split` name each class
+      for (size_t r = 1; r < rows.size(); ++r)
+        if (!get(rows[r], "class").empty()) d.class_names.at(std::stoi(get(rows[r], "label"))) = get(rows[r], "class");
+  } else {
+    d.class_names = order_class_names({names.begin(), names.end()});
+  }
+  const fs::path base = fs::path(csv_path).parent_path();
+  for (size_t r = 1; r < rows.size(); ++r) {
+    const auto& row = rows[r];
+    Sample s;
+    const fs::path p(get(row, "path"));
+    if (p.empty()) {
+      d.warnings.push_back(csv_path + ": line " + std::to_string(r + 1) + " has no path; skipped");
+      continue;
+    }
+    s.path = p.is_absolute() ? p.string() : (base / p).lexically_normal().string();
+    const std::string l = get(row, "label");
+    s.label = numeric ? std::stoi(l)
+                      : static_cast<int>(std::find(d.class_names.begin(), d.class_names.end(), l) - d.class_names.begin());
+    s.split = get(row, "split");
+    s.group = get(row, "group");
+    if (s.group.empty()) s.group = s.path;
+    s.region = get(row, "region");
+    const std::string hw = get(row, "hardware");
+    s.hardware = hw == "1" ? 1 : hw == "0" ? 0 : -1;
+    d.samples.push_back(s);
+  }
+  return d;
+}
+
+Dataset load_dataset(const std::string& path) {
+  const fs::path p(path);
+  if (fs::is_regular_file(p)) return load_manifest(path);
+  if (!fs::is_directory(p)) throw std::runtime_error(path + ": no such file or folder");
+  if (fs::is_regular_file(p / "dataset.csv") && fs::is_directory(p / "images")) return load_fracatlas(path);
+  return load_image_folder(path);
+}
+
+void write_manifest(const std::string& csv_path, const Dataset& d) {
+  const fs::path base = fs::absolute(fs::path(csv_path)).parent_path();
+  std::ostringstream out;
+  out << "path,label,class,split,group,region,hardware\n";
+  for (const auto& s : d.samples) {
+    const fs::path abs = fs::absolute(s.path).lexically_normal();
+    const fs::path rel = abs.lexically_relative(base);
+    const bool below = !rel.empty() && rel.native().rfind("..", 0) != 0;
+    out << csv_escape(below ? rel.string() : abs.string()) << ',' << s.label << ','
+        << csv_escape(d.class_names.at(s.label)) << ',' << s.split << ',' << csv_escape(s.group) << ','
+        << csv_escape(s.region) << ',' << (s.hardware < 0 ? "" : std::to_string(s.hardware)) << '\n';
+  }
+  util::write_file_atomic(csv_path, out.str());
+}
+
+}  // namespace fracture::data

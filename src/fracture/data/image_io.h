@@ -1,0 +1,47 @@
+#pragma once
+// Decoding radiographs and photographs into 8-bit pixels.
+//
+// JPEG, PNG, BMP and TIFF go through OpenCV; DICOM through DCMTK. The format
+// is told by the file's first bytes, not its name. 16-bit images are windowed
+// to 8 bits (DICOM: its VOI window if it has one, else min-max; others:
+// min-max), because ImageNet-pretrained networks take 8-bit-range input.
+#include <opencv2/core.hpp>
+
+#include <stdexcept>
+#include <string>
+
+namespace fracture::data {
+
+enum class ImageFormat { Unknown, Jpeg, Png, Bmp, Tiff, Dicom };
+const char* format_name(ImageFormat f);
+ImageFormat sniff_format(const std::string& bytes);
+
+// Thrown for a file that cannot be read; what() names the file and problem.
+class ImageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct DecodeOptions {
+  bool color = false;  // false: one grey channel (radiographs); true: RGB
+  // If > 0, a JPEG may be decoded at 1/2, 1/4 or 1/8 scale as long as its
+  // shorter side stays >= this (libjpeg's DCT scaling: several times faster
+  // for the 2304x2880 scans than a full decode followed by a resize).
+  int min_side = 0;
+};
+
+struct DecodedImage {
+  cv::Mat pixels;          // CV_8UC1 (grey) or CV_8UC3 in RGB order
+  cv::Size original_size;  // before any reduced-scale decoding
+  int reduction = 1;       // 1, 2, 4 or 8
+  bool truncated = false;  // JPEG without its end marker: decoded what was there
+  ImageFormat format = ImageFormat::Unknown;
+};
+
+DecodedImage decode_image(const std::string& path, const DecodeOptions& options = {});
+DecodedImage decode_image_bytes(const std::string& bytes, const std::string& origin, const DecodeOptions& options = {});
+
+// Width and height from a JPEG's SOF marker without decoding; {0,0} if absent.
+cv::Size jpeg_size(const std::string& bytes);
+
+}  // namespace fracture::data

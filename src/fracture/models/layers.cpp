@@ -1,0 +1,60 @@
+#include "fracture/models/layers.h"
+
+namespace fracture::models {
+
+torch::Tensor activate(const torch::Tensor& x, Activation act) {
+  switch (act) {
+    case Activation::None: return x;
+    case Activation::ReLU: return torch::relu(x);
+    case Activation::ReLU6: return torch::hardtanh(x, 0.0, 6.0);
+    case Activation::SiLU: return torch::silu(x);
+  }
+  return x;
+}
+
+ConvBnActImpl::ConvBnActImpl(const ConvBnActOptions& o) : opt_(o) {
+  // Stride-1 odd kernels pad symmetrically under both rules; only strided TF
+  // convs need the input-size dependent pad computed in forward().
+  dynamic_pad_ = o.tf_same_padding && o.stride > 1;
+  const int64_t pad = dynamic_pad_ ? 0 : (o.kernel - 1) / 2;
+  conv = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(o.in, o.out, o.kernel)
+                                                       .stride(o.stride)
+                                                       .padding(pad)
+                                                       .groups(o.groups)
+                                                       .bias(false)));
+  bn = register_module("bn", torch::nn::BatchNorm2d(torch::nn::BatchNorm2dOptions(o.out).eps(o.bn_eps).momentum(o.bn_momentum)));
+}
+
+static int64_t same_pad_total(int64_t size, int64_t kernel, int64_t stride) {
+  const int64_t out = (size + stride - 1) / stride;
+  return std::max<int64_t>((out - 1) * stride + kernel - size, 0);
+}
+
+torch::Tensor ConvBnActImpl::forward(torch::Tensor x) {
+  if (dynamic_pad_) {
+    const int64_t ph = same_pad_total(x.size(2), opt_.kernel, opt_.stride);
+    const int64_t pw = same_pad_total(x.size(3), opt_.kernel, opt_.stride);
+    if (ph > 0 || pw > 0) x = torch::constant_pad_nd(x, {pw / 2, pw - pw / 2, ph / 2, ph - ph / 2}, 0.0);
+  }
+  return activate(bn(conv(x)), opt_.act);
+}
+
+SqueezeExciteImpl::SqueezeExciteImpl(int64_t channels, int64_t squeezed, Activation act) : act_(act) {
+  reduce = register_module("reduce", torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, squeezed, 1)));
+  expand = register_module("expand", torch::nn::Conv2d(torch::nn::Conv2dOptions(squeezed, channels, 1)));
+}
+
+torch::Tensor SqueezeExciteImpl::forward(torch::Tensor x) {
+  auto s = torch::adaptive_avg_pool2d(x, {1, 1});
+  s = torch::sigmoid(expand(activate(reduce(s), act_)));
+  return x * s;
+}
+
+torch::Tensor drop_path(const torch::Tensor& x, double p, bool training) {
+  if (!training || p <= 0.0) return x;
+  const double keep = 1.0 - p;
+  auto mask = torch::empty({x.size(0), 1, 1, 1}, x.options()).bernoulli_(keep);
+  return x * mask / keep;
+}
+
+}  // namespace fracture::models

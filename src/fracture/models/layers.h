@@ -1,0 +1,52 @@
+#pragma once
+// Building blocks shared by the EfficientNet family.
+#include <torch/torch.h>
+
+namespace fracture::models {
+
+enum class Activation { None, ReLU, ReLU6, SiLU };
+torch::Tensor activate(const torch::Tensor& x, Activation act);
+
+// Conv (no bias) -> BatchNorm -> activation. With `tf_same_padding`, padding
+// follows TensorFlow's "SAME" rule (output = ceil(input / stride), the extra
+// pixel going to the bottom/right), which weights ported from TF need: for a
+// stride-2 conv on an even-sized input it differs from PyTorch's symmetric pad.
+struct ConvBnActOptions {
+  int64_t in, out, kernel = 1, stride = 1, groups = 1;
+  Activation act = Activation::SiLU;
+  bool tf_same_padding = false;
+  double bn_eps = 1e-5;
+  double bn_momentum = 0.1;
+};
+
+class ConvBnActImpl : public torch::nn::Module {
+ public:
+  explicit ConvBnActImpl(const ConvBnActOptions& o);
+  torch::Tensor forward(torch::Tensor x);
+  torch::nn::Conv2d conv{nullptr};
+  torch::nn::BatchNorm2d bn{nullptr};
+
+ private:
+  ConvBnActOptions opt_;
+  bool dynamic_pad_;
+};
+TORCH_MODULE(ConvBnAct);
+
+// Squeeze-and-excitation: global average -> reduce (1x1 conv) -> act ->
+// expand (1x1 conv) -> sigmoid gate on the channels.
+class SqueezeExciteImpl : public torch::nn::Module {
+ public:
+  SqueezeExciteImpl(int64_t channels, int64_t squeezed, Activation act);
+  torch::Tensor forward(torch::Tensor x);
+  torch::nn::Conv2d reduce{nullptr}, expand{nullptr};
+
+ private:
+  Activation act_;
+};
+TORCH_MODULE(SqueezeExcite);
+
+// Stochastic depth: in training, drops the residual branch for whole samples
+// with probability p and rescales the survivors by 1/(1-p).
+torch::Tensor drop_path(const torch::Tensor& x, double p, bool training);
+
+}  // namespace fracture::models
