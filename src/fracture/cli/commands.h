@@ -7,7 +7,7 @@ namespace fracture::cli {
 
 void add_models_command(CLI::App& app);
 void add_split_command(CLI::App& app);
-void add_classify_command(CLI::App& app);
+void add_imagenet_command(CLI::App& app);
 void add_weights_command(CLI::App& app);
 
 }  // namespace fracture::cli

@@ -22,7 +22,7 @@ int main(int argc, char** argv) {
   fracture::cli::add_split_command(app);
   fracture::cli::add_models_command(app);
   fracture::cli::add_weights_command(app);
-  fracture::cli::add_classify_command(app);
+  fracture::cli::add_imagenet_command(app);
   app.parse_complete_callback([&] {
     spdlog::set_level(verbose ? spdlog::level::debug : quiet ? spdlog::level::warn : spdlog::level::info);
   });

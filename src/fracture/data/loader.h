@@ -1,0 +1,96 @@
+#pragma once
+// Batches of network input from a list of samples: worker threads decode,
+// preprocess and augment ahead of the consumer, into a bounded queue of
+// batches delivered in order (so a seeded run is reproducible whatever the
+// thread timing). An optional in-RAM cache keeps decoded, resized images so
+// that epochs after the first skip decoding.
+#include <torch/torch.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fracture/data/dataset.h"
+#include "fracture/data/image_io.h"
+#include "fracture/data/transforms.h"
+
+namespace fracture::data {
+
+struct LoaderOptions {
+  int batch_size = 16;
+  bool shuffle = false;
+  bool drop_last = false;
+  int workers = 2;
+  int prefetch_batches = 4;  // bound on decoded batches waiting for the consumer
+  uint64_t seed = 0;
+  bool cache = false;  // keep preprocessed 8-bit images in RAM
+  bool color = false;  // radiographs are grey; photographs need RGB
+  PreprocessOptions preprocess;
+  AugmentOptions augment;
+  // Optional sampling weights per sample (e.g. a class-balanced sampler):
+  // each epoch then draws samples.size() indices with replacement.
+  std::vector<double> sample_weights;
+};
+
+struct Batch {
+  torch::Tensor images;          // [n, 3, size, size] float
+  torch::Tensor labels;          // [n] int64
+  std::vector<size_t> indices;   // into the loader's sample list
+};
+
+struct LoaderStats {
+  size_t decoded = 0, cache_hits = 0, truncated = 0, failed = 0;
+  std::vector<std::string> failures;  // one message per unreadable file, each naming it
+};
+
+class DataLoader {
+ public:
+  DataLoader(std::vector<Sample> samples, LoaderOptions options);
+  ~DataLoader();
+  DataLoader(const DataLoader&) = delete;
+  DataLoader& operator=(const DataLoader&) = delete;
+
+  // Starts producing the batches of `epoch` (its shuffle order depends on seed and epoch).
+  void start_epoch(int epoch);
+  // The next batch in order, or nullopt at the end of the epoch. Unreadable
+  // files are left out of their batch (and reported once in stats()).
+  std::optional<Batch> next();
+  size_t num_batches() const { return batches_.size(); }
+  size_t size() const { return samples_.size(); }
+  const std::vector<Sample>& samples() const { return samples_; }
+  LoaderStats stats() const;
+
+  // One sample through the same pipeline (for prediction and tests).
+  torch::Tensor load_one(size_t index, int epoch = 0);
+
+ private:
+  std::optional<cv::Mat> load_sample(size_t index, int epoch);  // preprocessed + augmented
+  void worker_loop(uint64_t generation);
+  void stop_workers();
+
+  std::vector<Sample> samples_;
+  LoaderOptions opt_;
+  std::vector<std::vector<size_t>> batches_;
+
+  mutable std::mutex mu_;
+  std::condition_variable produced_, consumed_;
+  std::map<size_t, Batch> ready_;
+  size_t next_to_build_ = 0, next_to_deliver_ = 0;
+  int epoch_ = 0;
+  uint64_t generation_ = 0;
+  bool stopping_ = false;
+  std::vector<std::thread> workers_;
+
+  std::mutex cache_mu_;
+  std::vector<std::shared_ptr<const cv::Mat>> cache_;
+  std::vector<char> failed_;  // per sample: already reported unreadable
+  LoaderStats stats_;
+};
+
+}  // namespace fracture::data
