@@ -43,3 +43,9 @@ if [ ! -s "$dir/imagenet_classes.txt" ]; then
   "$py" -c "from torchvision.models._meta import _IMAGENET_CATEGORIES as c; print(chr(10).join(c))" \
     > "$dir/imagenet_classes.txt.tmp" && mv "$dir/imagenet_classes.txt.tmp" "$dir/imagenet_classes.txt"
 fi
+
+# An independent EfficientNet-Lite implementation (PyPI efficientnet-lite-pytorch),
+# used only by the reference tests to check ours against.
+if [ ! -s "$dir/reference/efficientnet_lite_pytorch-0.1.0-py3-none-any.whl" ]; then
+  "$py" -m pip download --no-deps --quiet --disable-pip-version-check -d "$dir/reference" efficientnet-lite-pytorch==0.1.0
+fi

@@ -93,7 +93,12 @@ std::optional<cv::Mat> DataLoader::load_sample(size_t index, int epoch) {
       return std::nullopt;
     }
   }
-  return augment(*base, opt_.augment, util::mix_seed(opt_.seed, static_cast<uint64_t>(epoch), index));
+  try {
+    return augment(*base, opt_.augment, util::mix_seed(opt_.seed, static_cast<uint64_t>(epoch), index));
+  } catch (const std::exception& e) {  // never let a worker thread die on one image
+    spdlog::warn("{}: augmentation failed: {}", samples_[index].path, e.what());
+    return std::nullopt;
+  }
 }
 
 torch::Tensor DataLoader::load_one(size_t index, int epoch) {

@@ -52,20 +52,23 @@ cv::Mat augment(const cv::Mat& image, const AugmentOptions& o, uint64_t seed) {
   const double aspect = std::exp(uniform(-log_r, log_r));
   const double cw = std::min(w, w * std::sqrt(area * aspect));
   const double ch = std::min(h, h * std::sqrt(area / aspect));
-  const double cx = uniform(cw / 2, w - cw / 2), cy = uniform(ch / 2, h - ch / 2);
+  // Pixel centres run 0..w-1, so the image centre is (w-1)/2: a full-size
+  // mirror is then exactly x -> w-1-x, as cv::flip.
+  const double cx = uniform(cw / 2, w - cw / 2) - 0.5, cy = uniform(ch / 2, h - ch / 2) - 0.5;
   const double angle = uniform(-o.max_rotation_deg, o.max_rotation_deg);
   const bool flip = uniform(0, 1) < o.flip_probability;
 
   // Source -> output: move the crop centre to the origin, rotate, scale the
   // crop up to full size (mirrored if flipping), move to the output centre.
-  auto affine = [](double a, double b, double c, double d, double e, double f) {
-    return (cv::Mat_<double>(3, 3) << a, b, c, d, e, f, 0, 0, 1);
+  auto affine = [](double a, double b, double c, double d, double e, double f) -> cv::Mat {
+    cv::Mat m = (cv::Mat_<double>(3, 3) << a, b, c, d, e, f, 0, 0, 1);
+    return m;
   };
   const double rad = angle * CV_PI / 180.0;
   const cv::Mat to_origin = affine(1, 0, -cx, 0, 1, -cy);
   const cv::Mat rotate = affine(std::cos(rad), -std::sin(rad), 0, std::sin(rad), std::cos(rad), 0);
   const cv::Mat scale = affine((flip ? -1.0 : 1.0) * w / cw, 0, 0, 0, h / ch, 0);
-  const cv::Mat to_centre = affine(1, 0, w / 2, 0, 1, h / 2);
+  const cv::Mat to_centre = affine(1, 0, (w - 1) / 2, 0, 1, (h - 1) / 2);
   const cv::Mat full = cv::Mat(to_centre * scale * rotate * to_origin).rowRange(0, 2);
   cv::Mat out;
   cv::warpAffine(image, out, full, image.size(), cv::INTER_LINEAR, cv::BORDER_CONSTANT, cv::Scalar::all(0));

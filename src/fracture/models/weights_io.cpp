@@ -6,6 +6,7 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "fracture/models/torch_zip.h"
 #include "fracture/util/atomic_file.h"
 
 namespace fracture::models {
@@ -120,23 +121,7 @@ void save_safetensors(const std::string& path, const TensorMap& tensors, const M
   util::write_file_atomic(path, serialize_safetensors(tensors, metadata));
 }
 
-TensorMap load_pytorch_zip(const std::string& path) {
-  const std::string bytes = util::read_file(path);
-  torch::IValue value;
-  try {
-    value = torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
-  } catch (const std::exception& e) {
-    throw std::runtime_error(path + ": cannot read PyTorch zip archive: " + std::string(e.what()).substr(0, 300));
-  }
-  if (!value.isGenericDict()) throw std::runtime_error(path + ": holds no state dict (expected a dict of tensors)");
-  TensorMap out;
-  for (const auto& kv : value.toGenericDict()) {
-    if (!kv.key().isString() || !kv.value().isTensor()) continue;  // e.g. nested metadata
-    out.emplace(kv.key().toStringRef(), kv.value().toTensor());
-  }
-  if (out.empty()) throw std::runtime_error(path + ": the dict in this archive has no tensors");
-  return out;
-}
+TensorMap load_pytorch_zip(const std::string& path) { return read_torch_zip_state_dict(path); }
 
 TensorMap load_tensor_file(const std::string& path) {
   std::string head;

@@ -1,0 +1,254 @@
+#include "fracture/models/torch_zip.h"
+
+#include <caffe2/serialize/inline_container.h>
+
+#include <cstring>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <variant>
+
+namespace fracture::models {
+namespace {
+
+struct Obj;
+using Ref = std::shared_ptr<Obj>;
+struct Global {
+  std::string module, name;
+};
+struct Mark {};
+using Tuple = std::vector<Ref>;
+using Dict = std::vector<std::pair<Ref, Ref>>;  // ordered, as in the file
+struct Obj {
+  std::variant<std::monostate, bool, int64_t, double, std::string, Tuple, Dict, torch::Tensor, Global, Mark> v;
+};
+
+Ref make(decltype(Obj::v) v) { return std::make_shared<Obj>(Obj{std::move(v)}); }
+
+torch::ScalarType storage_dtype(const std::string& name, const std::string& origin) {
+  static const std::map<std::string, torch::ScalarType> types = {
+      {"FloatStorage", torch::kFloat32}, {"DoubleStorage", torch::kFloat64}, {"HalfStorage", torch::kFloat16},
+      {"BFloat16Storage", torch::kBFloat16}, {"LongStorage", torch::kInt64}, {"IntStorage", torch::kInt32},
+      {"ShortStorage", torch::kInt16}, {"CharStorage", torch::kInt8}, {"ByteStorage", torch::kUInt8},
+      {"BoolStorage", torch::kBool}};
+  auto it = types.find(name);
+  if (it == types.end()) throw std::runtime_error(origin + ": unsupported storage type torch." + name);
+  return it->second;
+}
+
+class Unpickler {
+ public:
+  Unpickler(caffe2::serialize::PyTorchStreamReader& zip, std::string origin) : zip_(zip), origin_(std::move(origin)) {}
+
+  Ref run(const char* data, size_t size) {
+    p_ = data;
+    end_ = data + size;
+    while (p_ < end_) {
+      const uint8_t op = byte();
+      switch (op) {
+        case 0x80: byte(); break;                         // PROTO
+        case 0x95: take(8); break;                        // FRAME
+        case '.': return pop();                           // STOP
+        case '(': marks_.push_back(stack_.size()); break;  // MARK
+        case ')': push(make(Tuple{})); break;             // EMPTY_TUPLE
+        case '}': push(make(Dict{})); break;              // EMPTY_DICT
+        case ']': push(make(Tuple{})); break;             // EMPTY_LIST (a list reads as a tuple)
+        case 'N': push(make(std::monostate{})); break;
+        case 0x88: push(make(true)); break;
+        case 0x89: push(make(false)); break;
+        case 'J': push(make(static_cast<int64_t>(static_cast<int32_t>(le(4))))); break;  // BININT
+        case 'K': push(make(static_cast<int64_t>(le(1)))); break;                        // BININT1
+        case 'M': push(make(static_cast<int64_t>(le(2)))); break;                        // BININT2
+        case 0x8a: {                                                                     // LONG1
+          const size_t n = le(1);
+          int64_t v = static_cast<int64_t>(le(n));
+          if (n > 0 && n < 8 && (v >> (8 * n - 1)) & 1) v -= int64_t(1) << (8 * n);
+          push(make(v));
+          break;
+        }
+        case 'G': {  // BINFLOAT, big-endian
+          uint64_t bits = 0;
+          for (int i = 0; i < 8; ++i) bits = (bits << 8) | byte();
+          double d;
+          std::memcpy(&d, &bits, 8);
+          push(make(d));
+          break;
+        }
+        case 'X': push(make(str(le(4)))); break;       // BINUNICODE
+        case 0x8c: push(make(str(le(1)))); break;      // SHORT_BINUNICODE
+        case 'T': push(make(str(le(4)))); break;       // BINSTRING
+        case 'U': push(make(str(le(1)))); break;       // SHORT_BINSTRING
+        case 'q': memo_[le(1)] = top(); break;         // BINPUT
+        case 'r': memo_[le(4)] = top(); break;         // LONG_BINPUT
+        case 0x94: memo_[memo_.size()] = top(); break;  // MEMOIZE
+        case 'h': push(memo(le(1))); break;            // BINGET
+        case 'j': push(memo(le(4))); break;            // LONG_BINGET
+        case 'c': {                                    // GLOBAL "module\nname\n"
+          std::string module = line(), name = line();
+          push(make(Global{module, name}));
+          break;
+        }
+        case 0x93: {  // STACK_GLOBAL
+          Ref name = pop(), module = pop();
+          push(make(Global{as<std::string>(module), as<std::string>(name)}));
+          break;
+        }
+        case 't': push(make(pop_to_mark())); break;  // TUPLE
+        case 0x85: push(make(Tuple{pop()})); break;  // TUPLE1
+        case 0x86: { Ref b = pop(), a = pop(); push(make(Tuple{a, b})); break; }
+        case 0x87: { Ref c = pop(), b = pop(), a = pop(); push(make(Tuple{a, b, c})); break; }
+        case 'a': { Ref v = pop(); as<Tuple>(top()).push_back(v); break; }  // APPEND
+        case 'e': {                                                          // APPENDS
+          Tuple items = pop_to_mark();
+          auto& list = as<Tuple>(top());
+          list.insert(list.end(), items.begin(), items.end());
+          break;
+        }
+        case 's': { Ref v = pop(), k = pop(); as<Dict>(top()).emplace_back(k, v); break; }  // SETITEM
+        case 'u': {                                                                          // SETITEMS
+          Tuple items = pop_to_mark();
+          auto& dict = as<Dict>(top());
+          for (size_t i = 0; i + 1 < items.size(); i += 2) dict.emplace_back(items[i], items[i + 1]);
+          break;
+        }
+        case 'Q': push(persistent_load(pop())); break;  // BINPERSID
+        case 'R': { Ref args = pop(), fn = pop(); push(reduce(as<Global>(fn), as<Tuple>(args))); break; }
+        case 'b': pop(); break;  // BUILD: object state (an OrderedDict's _metadata) is not needed
+        default:
+          throw std::runtime_error(origin_ + ": unsupported pickle opcode 0x" + hex(op) +
+                                   " (not a plain state dict?)");
+      }
+    }
+    throw std::runtime_error(origin_ + ": pickle ended without STOP");
+  }
+
+ private:
+  uint8_t byte() {
+    if (p_ >= end_) throw std::runtime_error(origin_ + ": truncated pickle");
+    return static_cast<uint8_t>(*p_++);
+  }
+  const char* take(size_t n) {
+    if (static_cast<size_t>(end_ - p_) < n) throw std::runtime_error(origin_ + ": truncated pickle");
+    const char* s = p_;
+    p_ += n;
+    return s;
+  }
+  uint64_t le(size_t n) {
+    const char* s = take(n);
+    uint64_t v = 0;
+    for (size_t i = n; i-- > 0;) v = (v << 8) | static_cast<uint8_t>(s[i]);
+    return v;
+  }
+  std::string str(size_t n) { return std::string(take(n), n); }
+  std::string line() {
+    std::string s;
+    for (char c; (c = static_cast<char>(byte())) != '\n';) s += c;
+    return s;
+  }
+  static std::string hex(uint8_t v) {
+    const char* d = "0123456789abcdef";
+    return {d[v >> 4], d[v & 15]};
+  }
+  void push(Ref r) { stack_.push_back(std::move(r)); }
+  Ref& top() {
+    if (stack_.empty()) throw std::runtime_error(origin_ + ": malformed pickle (empty stack)");
+    return stack_.back();
+  }
+  Ref pop() {
+    Ref r = top();
+    stack_.pop_back();
+    return r;
+  }
+  Ref memo(uint64_t k) {
+    auto it = memo_.find(k);
+    if (it == memo_.end()) throw std::runtime_error(origin_ + ": malformed pickle (memo)");
+    return it->second;
+  }
+  Tuple pop_to_mark() {
+    if (marks_.empty()) throw std::runtime_error(origin_ + ": malformed pickle (mark)");
+    const size_t m = marks_.back();
+    marks_.pop_back();
+    Tuple out(stack_.begin() + static_cast<long>(m), stack_.end());
+    stack_.resize(m);
+    return out;
+  }
+  template <typename T>
+  T& as(const Ref& r) {
+    if (auto* v = std::get_if<T>(&r->v)) return *v;
+    throw std::runtime_error(origin_ + ": unexpected value in pickle (not a plain state dict?)");
+  }
+  std::vector<int64_t> ints(const Ref& r) {
+    std::vector<int64_t> out;
+    for (const auto& x : as<Tuple>(r)) out.push_back(as<int64_t>(x));
+    return out;
+  }
+
+  // ('storage', torch.FloatStorage, key, location, numel) -> the raw storage as a 1-D tensor.
+  Ref persistent_load(const Ref& pid) {
+    const Tuple& t = as<Tuple>(pid);
+    if (t.size() < 5 || as<std::string>(t[0]) != "storage") throw std::runtime_error(origin_ + ": unknown persistent id");
+    const torch::ScalarType dtype = storage_dtype(as<Global>(t[1]).name, origin_);
+    const std::string key = as<std::string>(t[2]);
+    auto it = storages_.find(key);
+    if (it == storages_.end()) {
+      auto [ptr, size] = zip_.getRecord("data/" + key);
+      const int64_t elem = static_cast<int64_t>(c10::elementSize(dtype));
+      torch::Tensor s = torch::empty({static_cast<int64_t>(size) / elem}, torch::TensorOptions().dtype(dtype));
+      std::memcpy(s.data_ptr(), ptr.get(), size);
+      it = storages_.emplace(key, s).first;
+    }
+    return make(it->second);
+  }
+
+  Ref reduce(const Global& fn, Tuple& args) {
+    const std::string f = fn.module + "." + fn.name;
+    if (f == "collections.OrderedDict") return make(Dict{});
+    if (f == "torch._utils._rebuild_tensor_v2" || f == "torch._utils._rebuild_tensor") {
+      const torch::Tensor& storage = as<torch::Tensor>(args.at(0));
+      const int64_t offset = as<int64_t>(args.at(1));
+      return make(storage.as_strided(ints(args.at(2)), ints(args.at(3)), offset).clone());
+    }
+    if (f == "torch._utils._rebuild_parameter") return args.at(0);
+    throw std::runtime_error(origin_ + ": refuses to call " + f + " (only plain state dicts are read)");
+  }
+
+  caffe2::serialize::PyTorchStreamReader& zip_;
+  std::string origin_;
+  const char* p_ = nullptr;
+  const char* end_ = nullptr;
+  std::vector<Ref> stack_;
+  std::vector<size_t> marks_;
+  std::map<uint64_t, Ref> memo_;
+  std::map<std::string, torch::Tensor> storages_;
+};
+
+}  // namespace
+
+TensorMap read_torch_zip_state_dict(const std::string& path) {
+  std::unique_ptr<caffe2::serialize::PyTorchStreamReader> zip;
+  try {
+    zip = std::make_unique<caffe2::serialize::PyTorchStreamReader>(path);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(path + ": not a readable PyTorch zip archive");
+  }
+  auto [data, size] = zip->getRecord("data.pkl");
+  Unpickler unpickler(*zip, path);
+  Ref root = unpickler.run(static_cast<const char*>(data.get()), size);
+  auto* dict = std::get_if<Dict>(&root->v);
+  // Training checkpoints often wrap the weights: {"state_dict": {...}, "epoch": ...}.
+  if (dict)
+    for (const auto& [k, v] : *dict)
+      if (auto* name = std::get_if<std::string>(&k->v); name && (*name == "state_dict" || *name == "model"))
+        if (auto* inner = std::get_if<Dict>(&v->v)) dict = inner;
+  if (!dict) throw std::runtime_error(path + ": holds no state dict (expected a dict of tensors)");
+  TensorMap out;
+  for (const auto& [k, v] : *dict) {
+    auto* name = std::get_if<std::string>(&k->v);
+    auto* tensor = std::get_if<torch::Tensor>(&v->v);
+    if (name && tensor) out.emplace(*name, *tensor);
+  }
+  if (out.empty()) throw std::runtime_error(path + ": the dict in this archive has no tensors");
+  return out;
+}
+
+}  // namespace fracture::models

@@ -1,0 +1,110 @@
+#include <gtest/gtest.h>
+
+#include <map>
+#include <set>
+
+#include "data/fixtures.h"
+#include "fracture/data/split.h"
+#include "fracture/util/atomic_file.h"
+
+using namespace fracture::data;
+namespace ft = fracture::testing;
+
+namespace {
+
+// 100 images plus planted duplicates: byte-identical copies and re-encodings.
+Dataset dataset_with_duplicates(const ft::TempDir& dir) {
+  ft::make_fracatlas(dir, 100);
+  Dataset d = load_dataset(dir.path.string());
+  auto add_copy = [&](int of, const std::string& name, bool reencode) {
+    const Sample src = d.samples[of];
+    const std::string path = std::filesystem::path(src.path).parent_path() / name;
+    if (reencode) {
+      cv::Mat img = cv::imread(src.path, cv::IMREAD_GRAYSCALE);
+      cv::resize(img, img, {}, 1.5, 1.5, cv::INTER_CUBIC);  // resized and re-encoded
+      ft::write_image(path, img, {cv::IMWRITE_JPEG_QUALITY, 70});
+    } else {
+      fracture::util::write_file_atomic(path, fracture::util::read_file(src.path));
+    }
+    Sample s = src;
+    s.path = path;
+    s.group = name;
+    d.samples.push_back(s);
+  };
+  for (int i = 0; i < 10; ++i) add_copy(i * 7, "copy" + std::to_string(i) + ".jpg", false);
+  for (int i = 0; i < 10; ++i) add_copy(i * 9 + 1, "reenc" + std::to_string(i) + ".jpg", true);
+  return d;
+}
+
+}  // namespace
+
+TEST(Split, DuplicatesNeverCrossSides) {
+  ft::TempDir dir;
+  Dataset d = dataset_with_duplicates(dir);
+  const auto rep = assign_splits(d, SplitOptions{});
+  EXPECT_EQ(rep.exact_pairs, 10);
+  EXPECT_GE(rep.near_pairs, 10);
+  std::map<std::string, std::set<std::string>> sides_of_group;
+  std::map<std::string, std::string> split_of_path;
+  for (const auto& s : d.samples) {
+    ASSERT_TRUE(s.split == "train" || s.split == "val" || s.split == "test");
+    ASSERT_TRUE(split_of_path.emplace(s.path, s.split).second) << "listed twice: " << s.path;
+    sides_of_group[s.group].insert(s.split);
+  }
+  for (const auto& [g, sides] : sides_of_group) EXPECT_EQ(sides.size(), 1u) << g;
+  // Every planted copy sits with its original.
+  for (size_t i = 100; i < d.samples.size(); ++i) {
+    const std::string name = std::filesystem::path(d.samples[i].path).filename();
+    const int of = name.rfind("copy", 0) == 0 ? std::stoi(name.substr(4)) * 7 : std::stoi(name.substr(5)) * 9 + 1;
+    EXPECT_EQ(d.samples[i].split, d.samples[of].split) << name;
+    EXPECT_EQ(d.samples[i].group, d.samples[of].group) << name;
+  }
+}
+
+TEST(Split, DistinctImagesAreNotMerged) {
+  ft::TempDir dir;
+  ft::make_fracatlas(dir, 60);
+  Dataset d = load_dataset(dir.path.string());
+  const auto rep = assign_splits(d, SplitOptions{});
+  EXPECT_EQ(rep.exact_pairs, 0);
+  EXPECT_EQ(rep.near_pairs, 0);
+}
+
+TEST(Split, StratifiedSeededAndReproducible) {
+  ft::TempDir dir;
+  ft::make_fracatlas(dir, 200, 48);
+  Dataset a = load_dataset(dir.path.string()), b = a, c = a;
+  SplitOptions o;
+  o.near_duplicates = false;
+  assign_splits(a, o);
+  assign_splits(b, o);
+  o.seed = 7;
+  assign_splits(c, o);
+  int differ = 0;
+  std::map<std::string, std::map<int, int>> per_split;
+  for (size_t i = 0; i < a.samples.size(); ++i) {
+    EXPECT_EQ(a.samples[i].split, b.samples[i].split);
+    differ += a.samples[i].split != c.samples[i].split;
+    per_split[a.samples[i].split][a.samples[i].label]++;
+  }
+  EXPECT_GT(differ, 10);  // another seed, another split
+  // 200 images, 41 positive: 70/15/15 within one image per stratum.
+  EXPECT_NEAR(per_split["train"][0] + per_split["train"][1], 140, 4);
+  EXPECT_NEAR(per_split["test"][1], 41 * 0.15, 2.5);
+  EXPECT_NEAR(per_split["val"][1], 41 * 0.15, 2.5);
+  const std::string table = format_split_counts(a);
+  EXPECT_NE(table.find("shoulder"), std::string::npos);
+  EXPECT_NE(table.find("fractured"), std::string::npos);
+}
+
+TEST(Split, UnreadableFilesStayInTheirOwnGroup) {
+  ft::TempDir dir;
+  ft::make_fracatlas(dir, 20);
+  fracture::util::write_file_atomic(dir / "images/Non_fractured/IMG0000001.jpg", "garbage");
+  Dataset d = load_dataset(dir.path.string());
+  const auto rep = assign_splits(d, SplitOptions{});
+  EXPECT_EQ(rep.unreadable, 1);
+  ASSERT_EQ(rep.messages.size(), 1u);
+  EXPECT_NE(rep.messages[0].find("IMG0000001.jpg"), std::string::npos);
+  for (const auto& s : d.samples) EXPECT_FALSE(s.split.empty());
+}

@@ -1,0 +1,76 @@
+#include <gtest/gtest.h>
+
+#include "fracture/data/transforms.h"
+#include "helpers.h"
+
+using namespace fracture::data;
+namespace ft = fracture::testing;
+
+TEST(Transforms, StretchAndLetterbox) {
+  cv::Mat img(100, 200, CV_8UC1, cv::Scalar(200));
+  PreprocessOptions o;
+  o.size = 64;
+  EXPECT_EQ(preprocess(img, o).size(), cv::Size(64, 64));
+  EXPECT_EQ(preprocess(img, o).at<uint8_t>(0, 0), 200);
+  o.resize = ResizeMode::Letterbox;
+  const cv::Mat lb = preprocess(img, o);
+  ASSERT_EQ(lb.size(), cv::Size(64, 64));
+  EXPECT_EQ(lb.at<uint8_t>(0, 32), 0);     // bar above
+  EXPECT_EQ(lb.at<uint8_t>(63, 32), 0);    // bar below
+  EXPECT_EQ(lb.at<uint8_t>(32, 32), 200);  // image in the middle (rows 16..47)
+  EXPECT_EQ(lb.at<uint8_t>(16, 0), 200);
+}
+
+TEST(Transforms, ClaheRaisesLocalContrast) {
+  cv::Mat img(128, 128, CV_8UC1);
+  for (int y = 0; y < 128; ++y)
+    for (int x = 0; x < 128; ++x) img.at<uint8_t>(y, x) = static_cast<uint8_t>(100 + (x % 32) / 2);  // faint ramps
+  PreprocessOptions o;
+  o.size = 128;
+  o.clahe = true;
+  cv::Scalar m0, s0, m1, s1;
+  cv::meanStdDev(img, m0, s0);
+  cv::meanStdDev(preprocess(img, o), m1, s1);
+  EXPECT_GT(s1[0], s0[0] * 1.5);
+}
+
+TEST(Transforms, AugmentIsSeededAndOffByDefault) {
+  const cv::Mat img = ft::synthetic_xray(96, 96, 6);
+  AugmentOptions off;
+  EXPECT_EQ(cv::norm(augment(img, off, 1), img, cv::NORM_INF), 0);
+  AugmentOptions on;
+  on.enabled = true;
+  const cv::Mat a = augment(img, on, 42), b = augment(img, on, 42), c = augment(img, on, 43);
+  EXPECT_EQ(a.size(), img.size());
+  EXPECT_EQ(cv::norm(a, b, cv::NORM_INF), 0);
+  EXPECT_GT(cv::norm(a, c, cv::NORM_L1), 0);
+}
+
+TEST(Transforms, FlipOnlyMirrors) {
+  cv::Mat img(32, 32, CV_8UC1, cv::Scalar(0));
+  img(cv::Rect(0, 0, 8, 32)).setTo(255);  // bright band on the left
+  AugmentOptions o;
+  o.enabled = true;
+  o.min_crop_area = 1.0;
+  o.max_aspect_change = 0.0;
+  o.max_rotation_deg = 0.0;
+  o.brightness = o.contrast = 0.0;
+  o.flip_probability = 1.0;
+  const cv::Mat f = augment(img, o, 1);
+  cv::Mat expected;
+  cv::flip(img, expected, 1);
+  EXPECT_LE(cv::norm(f, expected, cv::NORM_L1) / img.total(), 1.0);
+}
+
+TEST(Transforms, ToTensorNormalisesAndRepeatsGrey) {
+  cv::Mat grey(2, 3, CV_8UC1, cv::Scalar(255));
+  auto t = to_tensor(grey, {0.5f, 0.5f, 0.5f}, {0.5f, 0.25f, 0.5f});
+  ASSERT_EQ(t.sizes(), (std::vector<int64_t>{3, 2, 3}));
+  EXPECT_NEAR(t[0][0][0].item<float>(), 1.0, 1e-6);
+  EXPECT_NEAR(t[1][1][2].item<float>(), 2.0, 1e-6);
+  cv::Mat rgb(1, 1, CV_8UC3, cv::Scalar(0, 51, 255));  // R=0, G=51, B=255 in RGB order
+  auto u = to_tensor(rgb, {0, 0, 0}, {1, 1, 1});
+  EXPECT_NEAR(u[0][0][0].item<float>(), 0.0, 1e-6);
+  EXPECT_NEAR(u[1][0][0].item<float>(), 0.2, 1e-6);
+  EXPECT_NEAR(u[2][0][0].item<float>(), 1.0, 1e-6);
+}

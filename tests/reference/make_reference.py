@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Writes reference tensors computed by PyTorch/torchvision for the C++ tests.
+
+Run by ctest before the reference tests (a fixture); not used at run time.
+usage: make_reference.py OUT_DIR WEIGHTS_DIR
+"""
+import json
+import os
+import struct
+import sys
+
+import torch
+import torchvision
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "scripts"))
+from convert_weights import write_safetensors  # noqa: E402
+
+
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    dt = {"F32": torch.float32, "I64": torch.int64, "F16": torch.float16}
+    out = {}
+    for k, v in header.items():
+        if k == "__metadata__":
+            continue
+        a, b = v["data_offsets"]
+        out[k] = torch.frombuffer(bytearray(data[a:b]), dtype=dt[v["dtype"]]).reshape(v["shape"]).clone()
+    return out
+
+
+def randomise_bn(model, gen):
+    # Fresh BN layers are identities; random statistics make the check bite.
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=gen) * 0.5 + 0.75)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=gen) * 0.5 + 0.75)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+
+
+@torch.no_grad()
+def torchvision_case(out, name, ctor, size, zip_copy=True):
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(1)
+    model = ctor()
+    randomise_bn(model, gen)
+    model.eval()
+    x = torch.randn(2, 3, size, size, generator=gen)
+    y = model(x)
+    sd = model.state_dict()
+    write_safetensors(os.path.join(out, f"{name}_torchvision.safetensors"), sd, {})
+    if zip_copy:  # zip format, torch.save's default since 1.6
+        torch.save(sd, os.path.join(out, f"{name}_torchvision_zip.pth"))
+    write_safetensors(os.path.join(out, f"{name}_io.safetensors"), {"input": x, "logits": y}, {})
+
+
+@torch.no_grad()
+def lite_case(out, weights_dir, size):
+    wheel = os.path.join(weights_dir, "reference", "efficientnet_lite_pytorch-0.1.0-py3-none-any.whl")
+    sys.path.insert(0, wheel)
+    from efficientnet_lite_pytorch import EfficientNet
+
+    model = EfficientNet.from_name("efficientnet-lite0", image_size=size)
+    sd = read_safetensors(os.path.join(weights_dir, "efficientnet_lite0.imagenet.safetensors"))
+    model.load_state_dict(sd)
+    model.eval()
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 3, size, size, generator=gen)
+    write_safetensors(os.path.join(out, f"lite0_{size}_io.safetensors"), {"input": x, "logits": model(x)}, {})
+
+
+def main():
+    out = sys.argv[1]
+    weights_dir = (sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] else
+                   os.environ.get("FRACTURE_WEIGHTS_DIR") or
+                   os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "fracture", "weights"))
+    os.makedirs(out, exist_ok=True)
+    torchvision_case(out, "efficientnet_b0", lambda: torchvision.models.efficientnet_b0(), 224)
+    torchvision_case(out, "efficientnet_b2", lambda: torchvision.models.efficientnet_b2(), 96, False)
+    torchvision_case(out, "resnet18", lambda: torchvision.models.resnet18(), 224)
+    torchvision_case(out, "resnet50", lambda: torchvision.models.resnet50(), 64, False)
+    torchvision_case(out, "vgg16", lambda: torchvision.models.vgg16(), 64, False)
+    for size in (224, 231):  # 231: odd size, where TF "SAME" padding is asymmetric
+        lite_case(out, weights_dir, size)
+    print(f"reference tensors written to {out}")
+
+
+if __name__ == "__main__":
+    main()

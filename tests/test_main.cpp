@@ -1,0 +1,10 @@
+#include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  spdlog::set_level(spdlog::level::warn);
+  torch::manual_seed(0);
+  return RUN_ALL_TESTS();
+}

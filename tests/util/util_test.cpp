@@ -1,0 +1,51 @@
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "fracture/util/atomic_file.h"
+#include "fracture/util/hash.h"
+#include "helpers.h"
+
+using namespace fracture;
+
+TEST(AtomicFile, WritesAndReplacesLeavingNoTemporary) {
+  fracture::testing::TempDir dir;
+  const std::string p = dir / "sub/out.txt";
+  util::write_file_atomic(p, "first");
+  util::write_file_atomic(p, "second");
+  EXPECT_EQ(util::read_file(p), "second");
+  int files = 0;
+  for (auto& e : std::filesystem::directory_iterator(dir.path / "sub")) files += e.is_regular_file();
+  EXPECT_EQ(files, 1);
+}
+
+TEST(AtomicFile, FailureKeepsOldContentAndNamesPath) {
+  fracture::testing::TempDir dir;
+  const std::string p = dir / "out.txt";
+  util::write_file_atomic(p, "keep me");
+  std::filesystem::create_directory(dir / "blocker");  // a directory cannot be replaced by a file
+  try {
+    util::write_file_atomic(dir / "blocker", "x");
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("blocker"), std::string::npos);
+  }
+  EXPECT_EQ(util::read_file(p), "keep me");
+}
+
+TEST(AtomicFile, ReadMissingFileNamesIt) {
+  try {
+    util::read_file("/nonexistent/file.bin");
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/file.bin"), std::string::npos);
+  }
+}
+
+TEST(Hash, Fnv1aKnownValuesAndSeedMixing) {
+  EXPECT_EQ(util::fnv1a64(""), 0xcbf29ce484222325ULL);
+  EXPECT_EQ(util::fnv1a64("a"), 0xaf63dc4c8601ec8cULL);
+  EXPECT_NE(util::mix_seed(1, 2, 3), util::mix_seed(1, 3, 2));
+  EXPECT_EQ(util::mix_seed(1, 2, 3), util::mix_seed(1, 2, 3));
+  EXPECT_EQ(util::to_hex(255), "00000000000000ff");
+}
