@@ -1,0 +1,58 @@
+// The `fracture` executable end to end, as a user runs it.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+
+#include "data/fixtures.h"
+#include "fracture/data/dataset.h"
+
+namespace ft = fracture::testing;
+
+namespace {
+
+struct Result {
+  int code;
+  std::string output;
+};
+
+Result run(const std::string& args) {
+  const std::string cmd = std::string(FRACTURE_CLI) + " " + args + " 2>&1";
+  std::FILE* pipe = popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf;
+  while (size_t n = std::fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
+  const int status = pclose(pipe);
+  return {WEXITSTATUS(status), out};
+}
+
+}  // namespace
+
+TEST(Cli, HelpListsSubcommands) {
+  const auto r = run("--help");
+  EXPECT_EQ(r.code, 0);
+  for (const char* sub : {"split", "models", "weights", "imagenet"}) EXPECT_NE(r.output.find(sub), std::string::npos) << sub;
+  EXPECT_NE(r.output.find("not a medical device"), std::string::npos);
+}
+
+TEST(Cli, SplitWritesManifestAndPrintsCounts) {
+  ft::TempDir dir;
+  ft::make_fracatlas(dir, 60, 64);
+  const auto r = run("split --data " + dir.path.string() + " --out " + (dir / "out/split.csv") + " --seed 1");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("IMG0000003.jpg"), std::string::npos);  // label disagreement warned
+  EXPECT_NE(r.output.find("train  all"), std::string::npos) << r.output;
+  const auto d = fracture::data::load_dataset(dir / "out/split.csv");
+  EXPECT_EQ(d.samples.size(), 60u);
+  EXPECT_FALSE(d.subset("test").empty());
+}
+
+TEST(Cli, BadInputGivesClearErrorAndNonZeroExit) {
+  auto r = run("split --data /nonexistent/folder");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("/nonexistent/folder"), std::string::npos) << r.output;
+  r = run("imagenet --model no_such_model /etc/hostname");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("known models"), std::string::npos) << r.output;
+}
