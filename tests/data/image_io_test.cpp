@@ -83,3 +83,11 @@ TEST(ImageIO, UnreadableFilesThrowNamingTheFile) {
     }
   }
 }
+
+TEST(ImageIO, PaddingAfterTheEndMarkerIsNotTruncation) {
+  ft::TempDir dir;
+  ft::write_image(dir / "full.jpg", ft::synthetic_xray(64, 64, 4));
+  const std::string bytes = fracture::util::read_file(dir / "full.jpg");
+  fracture::util::write_file_atomic(dir / "padded.jpg", bytes + std::string(300, '\0'));
+  EXPECT_FALSE(decode_image(dir / "padded.jpg").truncated);
+}

@@ -108,3 +108,16 @@ TEST(Split, UnreadableFilesStayInTheirOwnGroup) {
   EXPECT_NE(rep.messages[0].find("IMG0000001.jpg"), std::string::npos);
   for (const auto& s : d.samples) EXPECT_FALSE(s.split.empty());
 }
+
+TEST(Split, TruncatedJpegsAreCountedAndStillSplit) {
+  ft::TempDir dir;
+  ft::make_fracatlas(dir, 20);
+  const std::string victim = dir / "images/Non_fractured/IMG0000002.jpg";
+  const std::string bytes = fracture::util::read_file(victim);
+  fracture::util::write_file_atomic(victim, bytes.substr(0, bytes.size() / 2));
+  Dataset d = load_dataset(dir.path.string());
+  const auto rep = assign_splits(d, SplitOptions{});
+  ASSERT_EQ(rep.truncated.size(), 1u);
+  EXPECT_NE(rep.truncated[0].find("IMG0000002.jpg"), std::string::npos);
+  EXPECT_EQ(rep.unreadable, 0);
+}

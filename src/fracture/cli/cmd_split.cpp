@@ -39,6 +39,11 @@ void add_split_command(CLI::App& app) {
     spdlog::info("{}: {} images, {} classes ({} layout)", a->data, d.samples.size(), d.class_names.size(), d.kind);
     const auto rep = data::assign_splits(d, a->opt);
     for (const auto& m : rep.messages) spdlog::warn("{}", m);
+    if (!rep.truncated.empty()) {
+      spdlog::warn("{} truncated JPEGs (no end marker; the part present is used), e.g. {}", rep.truncated.size(),
+                   rep.truncated.front());
+      for (const auto& t : rep.truncated) spdlog::debug("truncated: {}", t);
+    }
     spdlog::info("duplicates: {} byte-identical pairs, {} near-identical pairs; {} merges into groups",
                  rep.exact_pairs, rep.near_pairs, rep.groups_merged);
     data::write_manifest(a->out, d);

@@ -13,12 +13,13 @@ bool starts_with(const std::string& s, const char* magic, size_t n) {
   return s.size() >= n && s.compare(0, n, magic, n) == 0;
 }
 
-// A complete JPEG ends with the EOI marker FF D9 (some writers pad after it).
+// A complete JPEG ends with the EOI marker FF D9; some writers pad after it
+// (zeros, 0xFF fill, whitespace), so padding is skipped first.
 bool jpeg_has_end_marker(const std::string& b) {
-  const size_t tail = std::min<size_t>(b.size(), 64);
-  for (size_t i = b.size() - tail; i + 1 < b.size(); ++i)
-    if (static_cast<unsigned char>(b[i]) == 0xFF && static_cast<unsigned char>(b[i + 1]) == 0xD9) return true;
-  return false;
+  size_t i = b.size();
+  auto padding = [](unsigned char c) { return c == 0x00 || c == 0xFF || c == ' ' || c == '\n' || c == '\r'; };
+  while (i > 0 && padding(static_cast<unsigned char>(b[i - 1]))) --i;
+  return i >= 2 && static_cast<unsigned char>(b[i - 2]) == 0xFF && static_cast<unsigned char>(b[i - 1]) == 0xD9;
 }
 
 cv::Mat to_8bit(const cv::Mat& m) {

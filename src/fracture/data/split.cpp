@@ -40,6 +40,7 @@ struct UnionFind {
 struct Fingerprint {
   uint64_t hash = 0;
   bool ok = false;
+  bool truncated = false;
   float aspect = 0;
   std::vector<float> thumb;  // zero-mean, unit-norm
   std::string error;
@@ -52,6 +53,7 @@ Fingerprint fingerprint(const std::string& path, bool thumbs) {
     f.hash = util::fnv1a64(bytes);
     if (thumbs) {
       DecodedImage img = decode_image_bytes(bytes, path, DecodeOptions{false, 64});
+      f.truncated = img.truncated;
       f.aspect = static_cast<float>(img.pixels.cols) / static_cast<float>(img.pixels.rows);
       cv::Mat small, fl;
       cv::resize(img.pixels, small, {kThumb, kThumb}, 0, 0, cv::INTER_AREA);
@@ -96,6 +98,7 @@ DuplicateReport group_duplicates(Dataset& d, const SplitOptions& o) {
       rep.messages.push_back(fp[i].error + " (kept in the split as its own group)");
       continue;
     }
+    if (fp[i].truncated) rep.truncated.push_back(d.samples[i].path);
     auto [it, fresh] = by_hash.emplace(fp[i].hash, i);
     if (!fresh) {
       ++rep.exact_pairs;

@@ -32,7 +32,8 @@ struct SplitOptions {
 
 struct DuplicateReport {
   int exact_pairs = 0, near_pairs = 0, groups_merged = 0, unreadable = 0;
-  std::vector<std::string> messages;
+  std::vector<std::string> messages;   // unreadable files, each named
+  std::vector<std::string> truncated;  // JPEGs missing their end: decoded the part present
 };
 
 // Assigns sample.group so that duplicates share one; returns what was found.
