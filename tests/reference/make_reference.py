@@ -72,6 +72,43 @@ def lite_case(out, weights_dir, size):
     write_safetensors(os.path.join(out, f"lite0_{size}_io.safetensors"), {"input": x, "logits": model(x)}, {})
 
 
+def metrics_cases(out):
+    """Random labels and probabilities (rounded, so ties occur) scored by scikit-learn."""
+    import numpy as np
+    from sklearn import metrics as skm
+
+    rng = np.random.default_rng(0)
+    cases = []
+    for n, prevalence, decimals in [(200, 0.2, 2), (57, 0.5, 1), (1000, 0.1, 3), (30, 0.3, 1)]:
+        y = (rng.random(n) < prevalence).astype(int)
+        p = np.clip(rng.normal(0.35 + 0.3 * y, 0.2), 0, 1).round(decimals)
+        for t in (0.5, 0.3):
+            pred = (p >= t).astype(int)
+            tn, fp, fn, tp = skm.confusion_matrix(y, pred, labels=[0, 1]).ravel()
+            bins = np.clip((p * 10).astype(int), 0, 9)
+            ece = sum(abs(y[bins == b].mean() - p[bins == b].mean()) * (bins == b).mean()
+                      for b in range(10) if (bins == b).any())
+            cases.append({
+                "labels": y.tolist(), "probs": p.tolist(), "threshold": t,
+                "expected": {
+                    "roc_auc": skm.roc_auc_score(y, p),
+                    "average_precision": skm.average_precision_score(y, p),
+                    "accuracy": skm.accuracy_score(y, pred),
+                    "balanced_accuracy": skm.balanced_accuracy_score(y, pred),
+                    "sensitivity": skm.recall_score(y, pred, zero_division=0),
+                    "specificity": tn / (tn + fp),
+                    "precision": skm.precision_score(y, pred, zero_division=0),
+                    "npv": tn / (tn + fn) if tn + fn else 0.0,
+                    "f1": skm.f1_score(y, pred, zero_division=0),
+                    "mcc": skm.matthews_corrcoef(y, pred),
+                    "cohen_kappa": skm.cohen_kappa_score(y, pred),
+                    "brier": skm.brier_score_loss(y, p),
+                    "ece": float(ece),
+                }})
+    with open(os.path.join(out, "metrics_cases.json"), "w") as f:
+        json.dump(cases, f)
+
+
 def main():
     out = sys.argv[1]
     weights_dir = (sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] else
@@ -85,6 +122,7 @@ def main():
     torchvision_case(out, "vgg16", lambda: torchvision.models.vgg16(), 64, False)
     for size in (224, 231):  # 231: odd size, where TF "SAME" padding is asymmetric
         lite_case(out, weights_dir, size)
+    metrics_cases(out)
     print(f"reference tensors written to {out}")
 
 

@@ -9,5 +9,8 @@ void add_models_command(CLI::App& app);
 void add_split_command(CLI::App& app);
 void add_imagenet_command(CLI::App& app);
 void add_weights_command(CLI::App& app);
+void add_train_command(CLI::App& app);
+void add_evaluate_command(CLI::App& app);
+void add_predict_command(CLI::App& app);
 
 }  // namespace fracture::cli

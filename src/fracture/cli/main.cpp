@@ -5,8 +5,10 @@
 #include <iostream>
 
 #include "fracture/cli/commands.h"
+#include "fracture/util/runtime.h"
 
 int main(int argc, char** argv) {
+  fracture::util::configure_runtime();
   CLI::App app{
       "fracture " FRACTURE_VERSION
       " - bone-fracture classification of radiographs by transfer learning\n"
@@ -20,6 +22,9 @@ int main(int argc, char** argv) {
   app.add_flag("-q,--quiet", quiet, "Log warnings and errors only");
   app.footer("Run `fracture <command> --help` for a command's options and examples.");
   fracture::cli::add_split_command(app);
+  fracture::cli::add_train_command(app);
+  fracture::cli::add_evaluate_command(app);
+  fracture::cli::add_predict_command(app);
   fracture::cli::add_models_command(app);
   fracture::cli::add_weights_command(app);
   fracture::cli::add_imagenet_command(app);

@@ -1,0 +1,114 @@
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <csignal>
+#include <filesystem>
+#include <iostream>
+
+#include "fracture/cli/commands.h"
+#include "fracture/data/dataset.h"
+#include "fracture/data/split.h"
+#include "fracture/train/checkpoint.h"
+#include "fracture/train/trainer.h"
+#include "fracture/util/atomic_file.h"
+#include "fracture/util/progress.h"
+
+namespace fracture::cli {
+namespace {
+
+std::atomic<bool> g_stop{false};
+extern "C" void on_sigint(int) {
+  if (g_stop) std::_Exit(130);  // a second Ctrl-C quits at once
+  g_stop = true;
+}
+
+}  // namespace
+
+data::Dataset dataset_with_splits(const std::string& path, const std::string& out_dir, uint64_t seed) {
+  data::Dataset d = data::load_dataset(path);
+  for (const auto& w : d.warnings) spdlog::warn("{}", w);
+  bool has_splits = true;
+  for (const auto& s : d.samples) has_splits = has_splits && !s.split.empty();
+  if (!has_splits) {
+    spdlog::info("{} has no split yet: making one (as `fracture split --seed {}`)", path, seed);
+    data::SplitOptions so;
+    so.seed = seed;
+    const auto rep = data::assign_splits(d, so);
+    for (const auto& m : rep.messages) spdlog::warn("{}", m);
+    std::cout << data::format_split_counts(d);
+  }
+  if (!out_dir.empty()) data::write_manifest(out_dir + "/split.csv", d);
+  return d;
+}
+
+void add_train_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("train", "Fine-tune a model from ImageNet weights on radiographs");
+  auto o = std::make_shared<train::TrainOptions>();
+  auto data_path = std::make_shared<std::string>();
+  auto resize = std::make_shared<std::string>("stretch");
+  auto no_augment = std::make_shared<bool>(false);
+  cmd->set_config("--config", "", "TOML file of options; every key is one of these flags (see config.toml in a run)");
+  cmd->add_option("--data", *data_path, "Split manifest (from `fracture split`), or a dataset folder to split now")->required();
+  cmd->add_option("-o,--out", o->out_dir, "Run folder: model, metrics, log, config")->capture_default_str();
+  cmd->add_option("-m,--model", o->model, "Architecture (see `fracture models`)")->capture_default_str();
+  cmd->add_option("--weights", o->weights, "Backbone weights file (torchvision/timm/lukemelas names) instead of the built-in ImageNet weights");
+  cmd->add_flag("--from-scratch", o->from_scratch, "Random initialisation (no pretrained weights)");
+  cmd->add_option("--freeze", o->freeze, "What stays frozen: head (train the classifier only), last:K (train the last K stages too), full (train everything)")
+      ->capture_default_str();
+  cmd->add_option("--size", o->image_size, "Input size in pixels (0: the model's native size)")->capture_default_str();
+  cmd->add_option("--resize", *resize, "stretch (as the paper) or letterbox")->capture_default_str()->check(CLI::IsMember({"stretch", "letterbox"}));
+  cmd->add_flag("--clahe", o->clahe, "Contrast-limited adaptive histogram equalisation before the network");
+  cmd->add_option("--epochs", o->epochs, "Epochs")->capture_default_str();
+  cmd->add_option("-b,--batch-size", o->batch_size, "Batch size")->capture_default_str();
+  cmd->add_option("--optimizer", o->optimizer, "adamw, adam or sgd")->capture_default_str()->check(CLI::IsMember({"adamw", "adam", "sgd"}));
+  cmd->add_option("--lr", o->lr, "Peak learning rate")->capture_default_str();
+  cmd->add_option("--weight-decay", o->weight_decay, "Weight decay")->capture_default_str();
+  cmd->add_option("--momentum", o->momentum, "SGD momentum (Nesterov)")->capture_default_str();
+  cmd->add_option("--warmup", o->warmup_epochs, "Linear warm-up, in epochs")->capture_default_str();
+  cmd->add_option("--schedule", o->schedule, "After warm-up: cosine or constant")->capture_default_str()->check(CLI::IsMember({"cosine", "constant"}));
+  cmd->add_option("--label-smoothing", o->label_smoothing, "Label smoothing")->capture_default_str();
+  cmd->add_option("--balance", o->balance, "Class imbalance: loss (class-weighted), sampler (balanced batches) or none")
+      ->capture_default_str()->check(CLI::IsMember({"loss", "sampler", "none"}));
+  cmd->add_option("--ema", o->ema_decay, "Weight EMA decay, e.g. 0.999 (0: off)")->capture_default_str();
+  cmd->add_option("--clip-grad", o->clip_grad_norm, "Gradient norm clipping (0: off)")->capture_default_str();
+  cmd->add_option("--patience", o->patience, "Early stopping: epochs without validation ROC-AUC gain (0: off)")->capture_default_str();
+  cmd->add_flag("--no-augment", *no_augment, "No train-time augmentation");
+  cmd->add_option("--cache", o->cache, "Frozen-feature cache: ram, disk (reused by --resume) or off")
+      ->capture_default_str()->check(CLI::IsMember({"ram", "disk", "off"}));
+  cmd->add_option("--workers", o->workers, "Image loading threads")->capture_default_str();
+  cmd->add_option("--threads", o->threads, "Compute threads (0: all cores)")->capture_default_str();
+  cmd->add_option("--seed", o->seed, "Seed: the same seed and data give the same model and metrics")->capture_default_str();
+  cmd->add_option("--threshold", o->threshold_rule, "Operating threshold chosen on validation: youden, sensitivity:S or fixed:T")
+      ->capture_default_str();
+  cmd->add_option("--device", o->device, "auto, cpu or cuda[:N]")->capture_default_str();
+  cmd->add_flag("--resume", o->resume, "Continue the run in --out from its last completed epoch");
+  cmd->footer(
+      "Writes to --out: best.safetensors (the model to use, with its threshold), last.safetensors,\n"
+      "metrics.jsonl (one line per epoch), config.toml (every option, reusable with --config),\n"
+      "split.csv, threshold.json, train.log. Ctrl-C stops after the current batch; --resume continues.\n\n"
+      "Examples:\n"
+      "  fracture train --data runs/split.csv --out runs/lite0                 # head only, minutes on a CPU\n"
+      "  fracture train --data runs/split.csv --freeze last:3 --epochs 15 --out runs/lite0-last3\n"
+      "  fracture train --config runs/lite0/config.toml --out runs/again");
+  cmd->callback([=] {
+    o->resize = train::parse_resize_mode(*resize);
+    o->augment = !*no_augment;
+    std::filesystem::create_directories(o->out_dir);
+    auto file_sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(o->out_dir + "/train.log", !o->resume);
+    file_sink->set_pattern("[%Y-%m-%d %H:%M:%S] %l %v");
+    spdlog::default_logger()->sinks().push_back(file_sink);
+    util::write_file_atomic(o->out_dir + "/config.toml", cmd->config_to_str(true, false));
+    const data::Dataset d = dataset_with_splits(*data_path, o->out_dir, o->seed);
+    std::signal(SIGINT, on_sigint);
+    const auto r = train::train(d, *o, &g_stop);
+    std::signal(SIGINT, SIG_DFL);
+    if (r.best_epoch > 0)
+      spdlog::info("best: epoch {} val ROC-AUC {:.4f}, threshold {:.4f} -> {} ({} in all)", r.best_epoch,
+                   r.best_val_auc, r.threshold, r.best_model, util::format_duration(r.seconds));
+    spdlog::default_logger()->sinks().pop_back();
+    if (r.interrupted) throw CLI::RuntimeError(130);
+  });
+}
+
+}  // namespace fracture::cli

@@ -1,0 +1,215 @@
+#include "fracture/eval/metrics.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <stdexcept>
+
+namespace fracture::eval {
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+void check(const std::vector<int>& y, const std::vector<double>& p) {
+  if (y.size() != p.size()) throw std::invalid_argument("labels and probabilities differ in length");
+}
+
+double safe_div(double a, double b) { return b == 0 ? 0.0 : a / b; }
+
+// Indices sorted by descending score.
+std::vector<size_t> by_score_desc(const std::vector<double>& p) {
+  std::vector<size_t> idx(p.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::stable_sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return p[a] > p[b]; });
+  return idx;
+}
+
+}  // namespace
+
+Confusion confusion_at(const std::vector<int>& y, const std::vector<double>& p, double t) {
+  check(y, p);
+  Confusion c;
+  for (size_t i = 0; i < y.size(); ++i) {
+    const bool pred = p[i] >= t;
+    if (y[i]) (pred ? c.tp : c.fn)++;
+    else (pred ? c.fp : c.tn)++;
+  }
+  return c;
+}
+
+double roc_auc(const std::vector<int>& y, const std::vector<double>& p) {
+  check(y, p);
+  // Mann-Whitney: average ranks of positives, ties sharing their mean rank.
+  std::vector<size_t> idx(p.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return p[a] < p[b]; });
+  double rank_sum = 0;
+  int64_t pos = 0;
+  for (size_t i = 0; i < idx.size();) {
+    size_t j = i;
+    while (j < idx.size() && p[idx[j]] == p[idx[i]]) ++j;
+    const double mean_rank = (static_cast<double>(i) + static_cast<double>(j) + 1) / 2.0;  // 1-based
+    for (size_t k = i; k < j; ++k)
+      if (y[idx[k]]) rank_sum += mean_rank, ++pos;
+    i = j;
+  }
+  const int64_t neg = static_cast<int64_t>(y.size()) - pos;
+  if (pos == 0 || neg == 0) return kNaN;
+  return (rank_sum - pos * (pos + 1) / 2.0) / (static_cast<double>(pos) * neg);
+}
+
+std::vector<RocPoint> roc_curve(const std::vector<int>& y, const std::vector<double>& p) {
+  check(y, p);
+  const auto idx = by_score_desc(p);
+  const double pos = std::count(y.begin(), y.end(), 1), neg = static_cast<double>(y.size()) - pos;
+  std::vector<RocPoint> out{{std::numeric_limits<double>::infinity(), 0, 0}};
+  double tp = 0, fp = 0;
+  for (size_t i = 0; i < idx.size();) {
+    size_t j = i;
+    for (; j < idx.size() && p[idx[j]] == p[idx[i]]; ++j) (y[idx[j]] ? tp : fp) += 1;
+    out.push_back({p[idx[i]], safe_div(fp, neg), safe_div(tp, pos)});
+    i = j;
+  }
+  return out;
+}
+
+std::vector<PrPoint> pr_curve(const std::vector<int>& y, const std::vector<double>& p) {
+  check(y, p);
+  const auto idx = by_score_desc(p);
+  const double pos = std::count(y.begin(), y.end(), 1);
+  std::vector<PrPoint> out;
+  double tp = 0, fp = 0;
+  for (size_t i = 0; i < idx.size();) {
+    size_t j = i;
+    for (; j < idx.size() && p[idx[j]] == p[idx[i]]; ++j) (y[idx[j]] ? tp : fp) += 1;
+    out.push_back({p[idx[i]], safe_div(tp, pos), safe_div(tp, tp + fp)});
+    i = j;
+  }
+  return out;
+}
+
+double average_precision(const std::vector<int>& y, const std::vector<double>& p) {
+  if (std::count(y.begin(), y.end(), 1) == 0) return kNaN;
+  double ap = 0, prev_recall = 0;
+  for (const auto& pt : pr_curve(y, p)) {
+    ap += (pt.recall - prev_recall) * pt.precision;
+    prev_recall = pt.recall;
+  }
+  return ap;
+}
+
+double brier_score(const std::vector<int>& y, const std::vector<double>& p) {
+  check(y, p);
+  double s = 0;
+  for (size_t i = 0; i < y.size(); ++i) s += (p[i] - y[i]) * (p[i] - y[i]);
+  return y.empty() ? kNaN : s / static_cast<double>(y.size());
+}
+
+std::vector<CalibrationBin> calibration_bins(const std::vector<int>& y, const std::vector<double>& p, int bins) {
+  check(y, p);
+  std::vector<double> sum_p(bins, 0), sum_y(bins, 0);
+  std::vector<int64_t> n(bins, 0);
+  for (size_t i = 0; i < y.size(); ++i) {
+    const int b = std::clamp(static_cast<int>(p[i] * bins), 0, bins - 1);
+    sum_p[b] += p[i], sum_y[b] += y[i], ++n[b];
+  }
+  std::vector<CalibrationBin> out;
+  for (int b = 0; b < bins; ++b)
+    if (n[b] > 0) out.push_back({sum_p[b] / n[b], sum_y[b] / n[b], n[b]});
+  return out;
+}
+
+double expected_calibration_error(const std::vector<int>& y, const std::vector<double>& p, int bins) {
+  if (y.empty()) return kNaN;
+  double e = 0;
+  for (const auto& b : calibration_bins(y, p, bins))
+    e += static_cast<double>(b.count) / static_cast<double>(y.size()) * std::abs(b.fraction_positive - b.mean_prob);
+  return e;
+}
+
+const std::vector<std::string>& metric_names() {
+  static const std::vector<std::string> names = {
+      "roc_auc", "average_precision", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "precision",
+      "npv",     "f1",                "mcc",      "cohen_kappa",       "brier",       "ece"};
+  return names;
+}
+
+std::map<std::string, double> all_metrics(const std::vector<int>& y, const std::vector<double>& p, double t) {
+  const Confusion c = confusion_at(y, p, t);
+  const double tp = c.tp, fp = c.fp, tn = c.tn, fn = c.fn, n = tp + fp + tn + fn;
+  std::map<std::string, double> m;
+  m["roc_auc"] = roc_auc(y, p);
+  m["average_precision"] = average_precision(y, p);
+  m["accuracy"] = safe_div(tp + tn, n);
+  m["sensitivity"] = tp + fn > 0 ? tp / (tp + fn) : kNaN;
+  m["specificity"] = tn + fp > 0 ? tn / (tn + fp) : kNaN;
+  m["balanced_accuracy"] = (m["sensitivity"] + m["specificity"]) / 2;
+  m["precision"] = safe_div(tp, tp + fp);
+  m["npv"] = safe_div(tn, tn + fn);
+  m["f1"] = safe_div(2 * tp, 2 * tp + fp + fn);
+  const double mcc_den = std::sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn));
+  m["mcc"] = safe_div(tp * tn - fp * fn, mcc_den);
+  // Cohen's kappa: observed agreement against chance agreement.
+  const double po = safe_div(tp + tn, n);
+  const double pe = safe_div((tp + fp) * (tp + fn) + (tn + fn) * (tn + fp), n * n);
+  m["cohen_kappa"] = pe == 1 ? 0.0 : (po - pe) / (1 - pe);
+  m["brier"] = brier_score(y, p);
+  m["ece"] = expected_calibration_error(y, p);
+  return m;
+}
+
+std::map<std::string, Interval> bootstrap_metrics(const std::vector<int>& y, const std::vector<double>& p, double t,
+                                                  int resamples, uint64_t seed, double level) {
+  const auto point = all_metrics(y, p, t);
+  std::map<std::string, std::vector<double>> samples;
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<size_t> pick(0, y.empty() ? 0 : y.size() - 1);
+  std::vector<int> by(y.size());
+  std::vector<double> bp(p.size());
+  for (int r = 0; r < resamples && !y.empty(); ++r) {
+    for (size_t i = 0; i < y.size(); ++i) {
+      const size_t k = pick(rng);
+      by[i] = y[k], bp[i] = p[k];
+    }
+    for (const auto& [name, v] : all_metrics(by, bp, t))
+      if (!std::isnan(v)) samples[name].push_back(v);
+  }
+  std::map<std::string, Interval> out;
+  const double alpha = (1 - level) / 2;
+  for (const auto& [name, v] : point) {
+    auto s = samples[name];
+    if (s.empty()) {
+      out[name] = {v, kNaN, kNaN};
+      continue;
+    }
+    std::sort(s.begin(), s.end());
+    auto q = [&](double f) {  // linear interpolation between order statistics (numpy's default)
+      const double pos = f * static_cast<double>(s.size() - 1);
+      const size_t lo = static_cast<size_t>(std::floor(pos));
+      const size_t hi = std::min(lo + 1, s.size() - 1);
+      return s[lo] + (s[hi] - s[lo]) * (pos - static_cast<double>(lo));
+    };
+    out[name] = {v, q(alpha), q(1 - alpha)};
+  }
+  return out;
+}
+
+double youden_threshold(const std::vector<int>& y, const std::vector<double>& p) {
+  double best_j = -1, best_t = 0.5;
+  for (const auto& pt : roc_curve(y, p)) {
+    if (std::isinf(pt.threshold)) continue;
+    const double j = pt.tpr - pt.fpr;
+    if (j > best_j) best_j = j, best_t = pt.threshold;
+  }
+  return best_t;
+}
+
+double threshold_for_sensitivity(const std::vector<int>& y, const std::vector<double>& p, double target) {
+  for (const auto& pt : roc_curve(y, p))
+    if (!std::isinf(pt.threshold) && pt.tpr >= target) return pt.threshold;
+  return 0.0;
+}
+
+}  // namespace fracture::eval

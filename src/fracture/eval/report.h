@@ -1,0 +1,39 @@
+#pragma once
+// An evaluation as files: metrics.json (for machines), report.md with
+// plots (for people), predictions.csv (for further analysis).
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <vector>
+
+#include "fracture/data/dataset.h"
+
+namespace fracture::eval {
+
+struct EvaluationInput {
+  std::vector<data::Sample> samples;
+  std::vector<double> probabilities;  // positive class; NaN where the image was unreadable
+  double threshold = 0.5;
+  std::string threshold_rule;
+  std::string model;  // path or name, for the report
+  std::string split;  // "test", "val", ...
+  std::string positive_class = "fractured";
+};
+
+struct EvaluationOptions {
+  std::string out_dir;
+  int bootstrap = 1000;
+  uint64_t seed = 0;
+  std::string training_metrics;  // metrics.jsonl of the run, for the training-curves plot ("" = none)
+};
+
+// Computes every metric with a bootstrap 95% CI, the confusion matrix at the
+// threshold, breakdowns by region and by hardware where known; writes
+// metrics.json, predictions.csv, roc.svg, pr.svg, calibration.svg,
+// [training_curves.svg] and report.md into out_dir. Returns metrics.json.
+nlohmann::json write_evaluation(const EvaluationInput& input, const EvaluationOptions& options);
+
+// The training-curves plot alone (train/val loss, val ROC-AUC per epoch).
+std::string training_curves_svg(const std::string& metrics_jsonl);
+
+}  // namespace fracture::eval

@@ -1,0 +1,72 @@
+#include "fracture/train/checkpoint.h"
+
+#include <stdexcept>
+
+#include "fracture/models/name_map.h"
+#include "fracture/models/registry.h"
+#include "fracture/models/weights_io.h"
+
+namespace fracture::train {
+
+std::string resize_mode_name(data::ResizeMode m) { return m == data::ResizeMode::Stretch ? "stretch" : "letterbox"; }
+
+data::ResizeMode parse_resize_mode(const std::string& s) {
+  if (s == "stretch") return data::ResizeMode::Stretch;
+  if (s == "letterbox") return data::ResizeMode::Letterbox;
+  throw std::invalid_argument("resize mode must be 'stretch' or 'letterbox', not '" + s + "'");
+}
+
+nlohmann::json ModelInfo::to_json() const {
+  return {{"format", "fracture-model/1"},
+          {"architecture", architecture},
+          {"class_names", class_names},
+          {"input_size", preprocess.size},
+          {"resize", resize_mode_name(preprocess.resize)},
+          {"clahe", preprocess.clahe},
+          {"mean", preprocess.mean},
+          {"std", preprocess.std},
+          {"threshold", threshold},
+          {"threshold_rule", threshold_rule},
+          {"extra", extra}};
+}
+
+ModelInfo ModelInfo::from_json(const nlohmann::json& j, const std::string& origin) {
+  try {
+    ModelInfo m;
+    m.architecture = j.at("architecture").get<std::string>();
+    m.class_names = j.at("class_names").get<std::vector<std::string>>();
+    m.preprocess.size = j.at("input_size").get<int>();
+    m.preprocess.resize = parse_resize_mode(j.at("resize").get<std::string>());
+    m.preprocess.clahe = j.at("clahe").get<bool>();
+    m.preprocess.mean = j.at("mean").get<std::array<float, 3>>();
+    m.preprocess.std = j.at("std").get<std::array<float, 3>>();
+    m.threshold = j.at("threshold").get<double>();
+    m.threshold_rule = j.value("threshold_rule", "");
+    m.extra = j.value("extra", nlohmann::json::object());
+    return m;
+  } catch (const std::exception& e) {
+    throw std::runtime_error(origin + ": model description is incomplete (" + e.what() + ")");
+  }
+}
+
+void save_model(const std::string& path, models::ClassifierImpl& net, const ModelInfo& info) {
+  models::TensorMap state;
+  for (auto& [k, v] : models::module_state(net)) state[k] = v.detach().to(torch::kCPU);
+  models::save_safetensors(path, state, {{"fracture", info.to_json().dump()}});
+}
+
+LoadedModel load_model(const std::string& path) {
+  auto contents = models::load_safetensors(path);
+  auto it = contents.metadata.find("fracture");
+  if (it == contents.metadata.end())
+    throw std::runtime_error(path + ": not a fracture model (no 'fracture' metadata); ImageNet backbones are "
+                                    "loaded with --weights when training");
+  LoadedModel out;
+  out.info = ModelInfo::from_json(nlohmann::json::parse(it->second), path);
+  out.net = models::find_model(out.info.architecture).build(static_cast<int64_t>(out.info.class_names.size()));
+  models::load_into(*out.net, contents.tensors, path);
+  out.net->eval();
+  return out;
+}
+
+}  // namespace fracture::train

@@ -1,0 +1,42 @@
+#pragma once
+// A trained model on disk: one safetensors file holding the weights (our
+// naming) and, in its metadata, everything needed to use it - architecture,
+// classes, input preprocessing and the operating threshold chosen on
+// validation. `fracture predict` and `evaluate` need nothing else.
+#include <nlohmann/json.hpp>
+
+#include <array>
+#include <string>
+#include <vector>
+
+#include "fracture/data/transforms.h"
+#include "fracture/models/classifier.h"
+
+namespace fracture::train {
+
+struct ModelInfo {
+  std::string architecture;  // registry name, e.g. "efficientnet_lite0"
+  std::vector<std::string> class_names;
+  data::PreprocessOptions preprocess;
+  double threshold = 0.5;  // on the positive-class probability (binary models)
+  std::string threshold_rule = "default 0.5";
+  nlohmann::json extra = nlohmann::json::object();  // training summary, metrics, provenance
+
+  nlohmann::json to_json() const;
+  static ModelInfo from_json(const nlohmann::json& j, const std::string& origin);
+};
+
+struct LoadedModel {
+  models::Classifier net;
+  ModelInfo info;
+};
+
+// Written atomically: a crash never leaves a half-written model.
+void save_model(const std::string& path, models::ClassifierImpl& net, const ModelInfo& info);
+// Throws naming the file if it is not a fracture model or does not fit.
+LoadedModel load_model(const std::string& path);
+
+std::string resize_mode_name(data::ResizeMode m);
+data::ResizeMode parse_resize_mode(const std::string& s);
+
+}  // namespace fracture::train

@@ -1,0 +1,37 @@
+#include "fracture/train/inference.h"
+
+#include <limits>
+
+#include "fracture/util/progress.h"
+
+namespace fracture::train {
+
+torch::Device pick_device(const std::string& name) {
+  if (name == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  torch::Device d(name);
+  if (d.is_cuda() && !torch::cuda::is_available()) throw std::runtime_error("--device " + name + ": no CUDA device available");
+  return d;
+}
+
+torch::Tensor predict_probabilities(models::ClassifierImpl& net, data::DataLoader& loader, torch::Device device,
+                                    bool tta, const std::string& progress_label) {
+  torch::NoGradGuard no_grad;
+  net.eval();
+  torch::Tensor out =
+      torch::full({static_cast<int64_t>(loader.size()), net.num_classes()}, std::numeric_limits<float>::quiet_NaN());
+  loader.start_epoch(0);
+  std::unique_ptr<util::Progress> bar;
+  if (!progress_label.empty()) bar = std::make_unique<util::Progress>(progress_label, loader.size());
+  while (auto batch = loader.next()) {
+    auto x = batch->images.to(device);
+    auto p = torch::softmax(net.forward(x), 1);
+    if (tta) p = (p + torch::softmax(net.forward(x.flip({3})), 1)) / 2;
+    p = p.to(torch::kCPU);
+    for (size_t k = 0; k < batch->indices.size(); ++k) out[static_cast<int64_t>(batch->indices[k])] = p[static_cast<int64_t>(k)];
+    if (bar) bar->advance(static_cast<int64_t>(batch->indices.size()));
+  }
+  if (bar) bar->finish();
+  return out;
+}
+
+}  // namespace fracture::train

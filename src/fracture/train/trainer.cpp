@@ -1,0 +1,502 @@
+#include "fracture/train/trainer.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <random>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "fracture/data/loader.h"
+#include "fracture/eval/metrics.h"
+#include "fracture/models/name_map.h"
+#include "fracture/models/registry.h"
+#include "fracture/models/weights_io.h"
+#include "fracture/train/checkpoint.h"
+#include "fracture/train/inference.h"
+#include "fracture/util/atomic_file.h"
+#include "fracture/util/hash.h"
+#include "fracture/util/progress.h"
+
+namespace fs = std::filesystem;
+
+namespace fracture::train {
+namespace {
+
+// Output of the frozen stages for a list of samples, computed once.
+struct Cached {
+  torch::Tensor x;       // [n, ...] float32, CPU
+  torch::Tensor y;       // [n] int64
+  bool pooled = false;   // x is [n, C]: all stages frozen, only the head trains
+};
+
+Cached extract_features(models::ClassifierImpl& net, int first_trainable, const std::vector<data::Sample>& samples,
+                        const data::PreprocessOptions& pre, int workers, torch::Device device, const std::string& what) {
+  data::LoaderOptions lo;
+  lo.batch_size = 32;
+  lo.workers = workers;
+  lo.preprocess = pre;
+  data::DataLoader loader(samples, lo);
+  torch::NoGradGuard no_grad;
+  net.eval();
+  std::vector<torch::Tensor> xs, ys;
+  const bool pooled = first_trainable >= net.num_stages();
+  util::Progress bar("caching " + what + " features", static_cast<int64_t>(samples.size()));
+  loader.start_epoch(0);
+  while (auto b = loader.next()) {
+    auto f = net.forward_stages(b->images.to(device), 0, first_trainable);
+    if (pooled) f = torch::adaptive_avg_pool2d(f, {1, 1}).flatten(1);
+    xs.push_back(f.to(torch::kCPU));
+    ys.push_back(b->labels);
+    bar.advance(static_cast<int64_t>(b->indices.size()));
+  }
+  bar.finish();
+  if (xs.empty()) throw std::runtime_error("no readable images in the " + what + " set");
+  return {torch::cat(xs), torch::cat(ys), pooled};
+}
+
+double lr_at(int64_t step, int64_t total, int64_t warmup, double base, const std::string& schedule) {
+  if (step < warmup) return base * static_cast<double>(step + 1) / static_cast<double>(warmup);
+  if (schedule == "constant" || total <= warmup) return base;
+  const double t = static_cast<double>(step - warmup) / static_cast<double>(total - warmup);
+  return base * 0.5 * (1.0 + std::cos(M_PI * std::min(1.0, t)));
+}
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainOptions& o, std::vector<torch::Tensor> params) {
+  if (o.optimizer == "adamw")
+    return std::make_unique<torch::optim::AdamW>(params, torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
+  if (o.optimizer == "adam")
+    return std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(o.lr).weight_decay(o.weight_decay));
+  if (o.optimizer == "sgd")
+    return std::make_unique<torch::optim::SGD>(
+        params, torch::optim::SGDOptions(o.lr).momentum(o.momentum).weight_decay(o.weight_decay).nesterov(o.momentum > 0));
+  throw std::invalid_argument("optimizer must be adamw, adam or sgd, not '" + o.optimizer + "'");
+}
+
+// Exponential moving average of all weights; evaluation and saving use it.
+class Ema {
+ public:
+  Ema(models::ClassifierImpl& net, double decay) : net_(net), decay_(decay) {
+    for (auto& [k, v] : models::module_state(net)) shadow_[k] = v.detach().clone();
+  }
+  void update() {
+    torch::NoGradGuard g;
+    for (auto& [k, v] : models::module_state(net_)) {
+      auto& s = shadow_.at(k);
+      if (v.is_floating_point()) s.mul_(decay_).add_(v.detach(), 1 - decay_);
+      else s.copy_(v);
+    }
+  }
+  // Swaps the model's weights with the average (call twice to undo).
+  void swap() {
+    torch::NoGradGuard g;
+    for (auto& [k, v] : models::module_state(net_)) {
+      auto tmp = v.detach().clone();
+      v.copy_(shadow_.at(k));
+      shadow_.at(k).copy_(tmp);
+    }
+  }
+  models::TensorMap& state() { return shadow_; }
+
+ private:
+  models::ClassifierImpl& net_;
+  double decay_;
+  models::TensorMap shadow_;
+};
+
+void set_frozen(models::ClassifierImpl& net, int first_trainable) {
+  for (int s = 0; s < first_trainable; ++s)
+    for (auto& m : net.stage_modules(s)) {
+      for (auto& p : m->parameters()) p.set_requires_grad(false);
+      m->eval();  // frozen BatchNorm keeps its ImageNet statistics
+    }
+}
+
+nlohmann::json record_json(const EpochRecord& r) {
+  return {{"epoch", r.epoch},           {"train_loss", r.train_loss}, {"val_loss", r.val_loss},
+          {"val_auc", r.val_auc},       {"val_ap", r.val_ap},         {"lr", r.lr},
+          {"seconds", r.seconds},       {"images_per_second", r.images_per_second}};
+}
+
+EpochRecord record_from_json(const nlohmann::json& j) {
+  EpochRecord r;
+  r.epoch = j.at("epoch");
+  r.train_loss = j.at("train_loss");
+  r.val_loss = j.at("val_loss");
+  r.val_auc = j.at("val_auc");
+  r.val_ap = j.at("val_ap");
+  r.lr = j.at("lr");
+  r.seconds = j.at("seconds");
+  r.images_per_second = j.at("images_per_second");
+  return r;
+}
+
+double choose_threshold(const std::string& rule, const std::vector<int>& y, const std::vector<double>& p) {
+  if (rule == "youden") return eval::youden_threshold(y, p);
+  if (rule.rfind("sensitivity:", 0) == 0) return eval::threshold_for_sensitivity(y, p, std::stod(rule.substr(12)));
+  if (rule.rfind("fixed:", 0) == 0) return std::stod(rule.substr(6));
+  throw std::invalid_argument("threshold rule must be youden, sensitivity:S or fixed:T, not '" + rule + "'");
+}
+
+}  // namespace
+
+int first_trainable_stage(const std::string& freeze, int num_stages) {
+  if (freeze == "head") return num_stages;
+  if (freeze == "full") return 0;
+  if (freeze.rfind("last:", 0) == 0) {
+    const int k = std::stoi(freeze.substr(5));
+    if (k < 0 || k > num_stages) throw std::invalid_argument(fmt::format("--freeze {}: the model has {} stages", freeze, num_stages));
+    return num_stages - k;
+  }
+  throw std::invalid_argument("--freeze must be head, last:K or full, not '" + freeze + "'");
+}
+
+TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std::atomic<bool>* stop) {
+  const auto t_start = std::chrono::steady_clock::now();
+  const auto train_set = dataset.subset("train"), val_set = dataset.subset("val");
+  if (train_set.empty() || val_set.empty())
+    throw std::runtime_error("the data needs 'train' and 'val' samples: run `fracture split` first or pass a manifest with a split column");
+  const int64_t classes = static_cast<int64_t>(dataset.class_names.size());
+  if (classes < 2) throw std::runtime_error("need at least two classes");
+  if (o.threads > 0) torch::set_num_threads(o.threads);
+  torch::manual_seed(o.seed);
+  const torch::Device device = pick_device(o.device);
+
+  const auto& spec = models::find_model(o.model);
+  if (!o.from_scratch && o.weights.empty() && !spec.imagenet)
+    throw std::runtime_error("no ImageNet weights are available for " + o.model +
+                             " here: pass a torchvision/timm weights file with --weights, or train from random "
+                             "initialisation with --from-scratch");
+  models::Classifier net = models::create_model(o.model, {classes, !o.from_scratch && o.weights.empty(), o.weights});
+  if (net->num_classes() != classes) net->reset_classifier(classes);
+  net->to(device);
+
+  data::PreprocessOptions pre;
+  pre.size = o.image_size > 0 ? o.image_size : spec.input_size;
+  pre.resize = o.resize;
+  pre.clahe = o.clahe;
+  pre.mean = spec.mean;
+  pre.std = spec.std;
+
+  const int stages = net->num_stages();
+  const int first = first_trainable_stage(o.freeze, stages);
+  const bool use_cache = first > 0 && o.cache != "off";
+  set_frozen(*net, first);
+  std::vector<torch::Tensor> params;
+  for (auto& p : net->parameters())
+    if (p.requires_grad()) params.push_back(p);
+  int64_t n_trainable = 0;
+  for (auto& p : params) n_trainable += p.numel();
+  spdlog::info("{}: {} of {} stages frozen, {:.2f}M trainable parameters, {} px, {} on {}", o.model, first, stages,
+               n_trainable / 1e6, pre.size, use_cache ? "frozen features cached" : "images streamed", device.str());
+  if (use_cache && o.augment)
+    spdlog::info("augmentation is off while frozen features are cached (--cache off to augment at full cost)");
+
+  fs::create_directories(o.out_dir);
+  const std::string last_path = o.out_dir + "/last.safetensors", best_path = o.out_dir + "/best.safetensors";
+  const std::string state_json = o.out_dir + "/train_state.json", state_pt = o.out_dir + "/train_state.pt";
+
+  // Class balance from the training labels.
+  std::vector<int64_t> counts(static_cast<size_t>(classes), 0);
+  for (const auto& s : train_set) counts.at(static_cast<size_t>(s.label))++;
+  torch::Tensor class_weight;
+  std::vector<double> sample_weights;
+  if (o.balance == "loss") {
+    std::vector<float> w;
+    for (auto c : counts) w.push_back(c ? static_cast<float>(train_set.size()) / (classes * c) : 0.f);
+    class_weight = torch::tensor(w).to(device);
+  } else if (o.balance == "sampler") {
+    for (const auto& s : train_set) sample_weights.push_back(1.0 / counts[static_cast<size_t>(s.label)]);
+  } else if (o.balance != "none") {
+    throw std::invalid_argument("--balance must be loss, sampler or none");
+  }
+
+  // Frozen-feature cache (or image loaders when streaming).
+  Cached train_feat, val_feat;
+  std::unique_ptr<data::DataLoader> train_loader, val_loader;
+  if (use_cache) {
+    const std::string key = util::to_hex(util::mix_seed(util::fnv1a64(o.model + o.freeze + o.weights), pre.size,
+                                                        (pre.clahe ? 2 : 0) + (pre.resize == data::ResizeMode::Letterbox)));
+    const std::string disk = o.out_dir + "/feature_cache_" + key + ".safetensors";
+    if (o.cache == "disk" && fs::exists(disk)) {
+      auto t = models::load_safetensors(disk).tensors;
+      train_feat = {t.at("train_x"), t.at("train_y"), first >= stages};
+      val_feat = {t.at("val_x"), t.at("val_y"), first >= stages};
+      spdlog::info("reusing cached features {}", disk);
+    } else {
+      train_feat = extract_features(*net, first, train_set, pre, o.workers, device, "train");
+      val_feat = extract_features(*net, first, val_set, pre, o.workers, device, "val");
+      if (o.cache == "disk")
+        models::save_safetensors(disk, {{"train_x", train_feat.x}, {"train_y", train_feat.y},
+                                        {"val_x", val_feat.x}, {"val_y", val_feat.y}});
+    }
+    if (!sample_weights.empty()) {  // re-derive weights over the readable samples
+      sample_weights.clear();
+      auto ys = train_feat.y.accessor<int64_t, 1>();
+      for (int64_t i = 0; i < ys.size(0); ++i) sample_weights.push_back(1.0 / counts[static_cast<size_t>(ys[i])]);
+    }
+  } else {
+    data::LoaderOptions lo;
+    lo.batch_size = o.batch_size;
+    lo.shuffle = true;
+    lo.drop_last = train_set.size() > static_cast<size_t>(o.batch_size);
+    lo.workers = o.workers;
+    lo.seed = o.seed;
+    lo.cache = o.image_cache;
+    lo.preprocess = pre;
+    lo.augment.enabled = o.augment;
+    lo.sample_weights = sample_weights;
+    train_loader = std::make_unique<data::DataLoader>(train_set, lo);
+    lo.shuffle = lo.drop_last = lo.augment.enabled = false;
+    lo.sample_weights.clear();
+    lo.batch_size = std::max(o.batch_size, 32);
+    val_loader = std::make_unique<data::DataLoader>(val_set, lo);
+  }
+  const int64_t n_train = use_cache ? train_feat.x.size(0) : static_cast<int64_t>(train_set.size());
+  const int64_t steps_per_epoch =
+      use_cache ? (n_train + o.batch_size - 1) / o.batch_size : static_cast<int64_t>(train_loader->num_batches());
+  if (!use_cache) train_loader->start_epoch(0);  // fixes num_batches
+  const int64_t steps_per_epoch_final = use_cache ? steps_per_epoch : static_cast<int64_t>(train_loader->num_batches());
+  const int64_t total_steps = steps_per_epoch_final * o.epochs;
+  const int64_t warmup_steps = static_cast<int64_t>(o.warmup_epochs * steps_per_epoch_final);
+
+  auto optimizer = make_optimizer(o, params);
+  std::unique_ptr<Ema> ema;
+  if (o.ema_decay > 0) ema = std::make_unique<Ema>(*net, o.ema_decay);
+
+  TrainResult result;
+  result.best_model = best_path;
+  result.last_model = last_path;
+  int start_epoch = 0;
+  int since_best = 0;
+  if (o.resume && fs::exists(state_json)) {
+    const auto st = nlohmann::json::parse(util::read_file(state_json));
+    models::load_into(*net, models::load_safetensors(last_path).tensors, last_path);
+    torch::serialize::InputArchive ar;
+    ar.load_from(state_pt);
+    optimizer->load(ar);
+    for (const auto& r : st.at("history")) result.history.push_back(record_from_json(r));
+    start_epoch = st.at("epochs_done");
+    result.best_epoch = st.at("best_epoch");
+    result.best_val_auc = st.at("best_val_auc");
+    since_best = st.value("since_best", 0);
+    if (ema && st.value("ema", false)) {
+      // last.safetensors holds the averaged weights; the raw ones were saved beside them.
+      auto raw = models::load_safetensors(o.out_dir + "/last_raw.safetensors").tensors;
+      for (auto& [k, v] : ema->state()) v.copy_(models::module_state(*net).at(k));
+      models::load_into(*net, raw, o.out_dir + "/last_raw.safetensors");
+    }
+    spdlog::info("resuming {} after epoch {} (best val AUC {:.4f} at epoch {})", o.out_dir, start_epoch,
+                 result.best_val_auc, result.best_epoch);
+  } else if (o.resume) {
+    spdlog::warn("--resume: no {} yet; starting from the beginning", state_json);
+  }
+
+  ModelInfo info;
+  info.architecture = o.model;
+  info.class_names = dataset.class_names;
+  info.preprocess = pre;
+
+  auto train_mode = [&] {
+    net->train();
+    set_frozen(*net, first);
+  };
+  auto forward_trainable = [&](const torch::Tensor& x) {
+    if (use_cache && train_feat.pooled) return net->forward_head(x.view({x.size(0), x.size(1), 1, 1}));
+    if (use_cache) return net->forward_head(net->forward_stages(x, first, stages));
+    return net->forward(x);
+  };
+  auto loss_fn = [&](const torch::Tensor& logits, const torch::Tensor& y) {
+    auto opts = torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(o.label_smoothing);
+    if (class_weight.defined()) opts.weight(class_weight);
+    return torch::nn::functional::cross_entropy(logits, y, opts);
+  };
+  // Validation probabilities (positive class for 2 classes; all columns kept).
+  auto validate = [&](double& val_loss) {
+    torch::NoGradGuard g;
+    net->eval();
+    torch::Tensor probs, labels;
+    if (use_cache) {
+      std::vector<torch::Tensor> ps;
+      for (int64_t b = 0; b < val_feat.x.size(0); b += 64)
+        ps.push_back(torch::softmax(forward_trainable(val_feat.x.slice(0, b, b + 64).to(device)), 1).to(torch::kCPU));
+      probs = torch::cat(ps);
+      labels = val_feat.y;
+    } else {
+      probs = predict_probabilities(*net, *val_loader, device);
+      std::vector<int64_t> ys;
+      for (const auto& s : val_set) ys.push_back(s.label);
+      labels = torch::tensor(ys);
+      auto ok = ~torch::isnan(probs.select(1, 0));
+      probs = probs.index({ok});
+      labels = labels.index({ok});
+    }
+    val_loss = torch::nll_loss(torch::log(probs.clamp_min(1e-7)), labels).item<double>();
+    return std::make_pair(probs, labels);
+  };
+  auto binary_scores = [&](const torch::Tensor& probs, const torch::Tensor& labels, int positive) {
+    std::vector<int> y;
+    std::vector<double> p;
+    auto pa = probs.accessor<float, 2>();
+    auto la = labels.accessor<int64_t, 1>();
+    for (int64_t i = 0; i < probs.size(0); ++i) {
+      y.push_back(la[i] == positive);
+      p.push_back(pa[i][positive]);
+    }
+    return std::make_pair(y, p);
+  };
+  // Binary: AUC of the positive class; more classes: mean one-vs-rest AUC.
+  auto selection_auc = [&](const torch::Tensor& probs, const torch::Tensor& labels, double& ap) {
+    double auc = 0;
+    ap = 0;
+    const int first_class = classes == 2 ? 1 : 0;
+    for (int c = first_class; c < classes; ++c) {
+      auto [y, p] = binary_scores(probs, labels, c);
+      auc += eval::roc_auc(y, p);
+      ap += eval::average_precision(y, p);
+    }
+    const int n = static_cast<int>(classes) - first_class;
+    ap /= n;
+    return auc / n;
+  };
+
+  std::mt19937_64 order_rng(util::mix_seed(o.seed, 0xfeed));
+  for (int epoch = start_epoch; epoch < o.epochs; ++epoch) {
+    order_rng.seed(util::mix_seed(o.seed, static_cast<uint64_t>(epoch), 0xfeed));
+    train_mode();
+    util::Progress bar(fmt::format("epoch {}/{}", epoch + 1, o.epochs), n_train);
+    double loss_sum = 0;
+    int64_t seen = 0, step = static_cast<int64_t>(epoch) * steps_per_epoch_final;
+    double lr = o.lr;
+    auto train_step = [&](const torch::Tensor& x, const torch::Tensor& y) {
+      lr = lr_at(step++, total_steps, warmup_steps, o.lr, o.schedule);
+      for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
+      optimizer->zero_grad();
+      auto loss = loss_fn(forward_trainable(x.to(device)), y.to(device));
+      loss.backward();
+      if (o.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(params, o.clip_grad_norm);
+      optimizer->step();
+      if (ema) ema->update();
+      loss_sum += loss.item<double>() * static_cast<double>(x.size(0));
+      seen += x.size(0);
+      bar.advance(x.size(0), fmt::format("loss {:.4f}", loss_sum / static_cast<double>(seen)));
+    };
+    if (use_cache) {
+      std::vector<int64_t> order(static_cast<size_t>(n_train));
+      if (!sample_weights.empty()) {
+        std::discrete_distribution<int64_t> pick(sample_weights.begin(), sample_weights.end());
+        for (auto& i : order) i = pick(order_rng);
+      } else {
+        std::iota(order.begin(), order.end(), 0);
+        std::shuffle(order.begin(), order.end(), order_rng);
+      }
+      auto idx_all = torch::tensor(order);
+      for (int64_t b = 0; b < n_train && !(stop && *stop); b += o.batch_size) {
+        auto idx = idx_all.slice(0, b, std::min(n_train, b + o.batch_size));
+        train_step(train_feat.x.index_select(0, idx), train_feat.y.index_select(0, idx));
+      }
+    } else {
+      train_loader->start_epoch(epoch);
+      while (!(stop && *stop)) {
+        auto batch = train_loader->next();
+        if (!batch) break;
+        train_step(batch->images, batch->labels);
+      }
+    }
+    if (stop && *stop) {
+      bar.finish("interrupted");
+      result.interrupted = true;
+      spdlog::warn("interrupted during epoch {}; {} holds epoch {} - continue with --resume", epoch + 1, last_path,
+                   epoch);
+      break;
+    }
+    bar.finish(fmt::format("loss {:.4f}", loss_sum / std::max<double>(1, static_cast<double>(seen))));
+
+    if (ema) ema->swap();  // evaluate and save the averaged weights
+    EpochRecord rec;
+    rec.epoch = epoch + 1;
+    rec.train_loss = loss_sum / std::max<double>(1, static_cast<double>(seen));
+    rec.lr = lr;
+    rec.seconds = bar.elapsed_seconds();
+    rec.images_per_second = bar.rate();
+    auto [probs, labels] = validate(rec.val_loss);
+    rec.val_auc = selection_auc(probs, labels, rec.val_ap);
+    result.history.push_back(rec);
+    spdlog::info("epoch {}/{}: train loss {:.4f}, val loss {:.4f}, val ROC-AUC {:.4f}, AP {:.4f}, lr {:.2e}, {:.0f} img/s",
+                 rec.epoch, o.epochs, rec.train_loss, rec.val_loss, rec.val_auc, rec.val_ap, rec.lr,
+                 rec.images_per_second);
+
+    const bool improved = result.best_epoch < 0 || rec.val_auc > result.best_val_auc;
+    if (improved) {
+      result.best_epoch = rec.epoch;
+      result.best_val_auc = rec.val_auc;
+      since_best = 0;
+      info.threshold_rule = "default 0.5";
+      info.threshold = 0.5;
+      if (classes == 2) {
+        auto [y, p] = binary_scores(probs, labels, 1);
+        info.threshold = choose_threshold(o.threshold_rule, y, p);
+        info.threshold_rule = o.threshold_rule + " on validation, epoch " + std::to_string(rec.epoch);
+      }
+      info.extra = {{"val_roc_auc", rec.val_auc}, {"val_average_precision", rec.val_ap}, {"epoch", rec.epoch},
+                    {"train_images", n_train}, {"freeze", o.freeze}, {"seed", o.seed}};
+      save_model(best_path, *net, info);
+      result.threshold = info.threshold;
+    } else {
+      ++since_best;
+    }
+    // Last model and resumable state, each written atomically.
+    ModelInfo last_info = info;
+    last_info.extra["epoch"] = rec.epoch;
+    save_model(last_path, *net, last_info);
+    if (ema) {
+      ema->swap();  // back to raw weights for training
+      models::TensorMap raw;
+      for (auto& [k, v] : models::module_state(*net)) raw[k] = v.detach().to(torch::kCPU);
+      models::save_safetensors(o.out_dir + "/last_raw.safetensors", raw);
+    }
+    {
+      torch::serialize::OutputArchive ar;
+      optimizer->save(ar);
+      const std::string tmp = state_pt + ".tmp";
+      ar.save_to(tmp);
+      fs::rename(tmp, state_pt);
+    }
+    nlohmann::json hist = nlohmann::json::array();
+    std::string jsonl;
+    for (const auto& r : result.history) {
+      hist.push_back(record_json(r));
+      jsonl += record_json(r).dump() + "\n";
+    }
+    util::write_file_atomic(o.out_dir + "/metrics.jsonl", jsonl);
+    util::write_file_atomic(state_json, nlohmann::json{{"epochs_done", rec.epoch},
+                                                       {"best_epoch", result.best_epoch},
+                                                       {"best_val_auc", result.best_val_auc},
+                                                       {"since_best", since_best},
+                                                       {"ema", static_cast<bool>(ema)},
+                                                       {"history", hist}}
+                                                .dump(2));
+    if (o.patience > 0 && since_best >= o.patience) {
+      spdlog::info("early stopping: validation ROC-AUC has not improved for {} epochs", o.patience);
+      result.early_stopped = true;
+      break;
+    }
+  }
+  if (result.best_epoch > 0) {
+    // The operating threshold travels with the model; a copy for people.
+    util::write_file_atomic(o.out_dir + "/threshold.json",
+                            nlohmann::json{{"threshold", result.threshold},
+                                           {"rule", info.threshold_rule},
+                                           {"best_epoch", result.best_epoch},
+                                           {"val_roc_auc", result.best_val_auc}}
+                                .dump(2));
+  }
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  return result;
+}
+
+}  // namespace fracture::train

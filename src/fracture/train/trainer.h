@@ -1,0 +1,75 @@
+#pragma once
+// Fine-tuning a registered model from its ImageNet weights with a new head.
+//
+// Freezing: "head" trains only the final linear layer, "last:K" the last K
+// stages and the head, "full" everything. The frozen part's output does not
+// change during training, so it is computed once and cached (RAM, or disk
+// in the run folder for --resume): an epoch then costs only the trainable
+// part. That is what makes transfer learning take minutes on a 2-core CPU.
+#include <atomic>
+#include <string>
+#include <vector>
+
+#include "fracture/data/dataset.h"
+#include "fracture/data/transforms.h"
+
+namespace fracture::train {
+
+struct TrainOptions {
+  std::string model = "efficientnet_lite0";
+  std::string weights;        // backbone weights file instead of the registry's ImageNet weights
+  bool from_scratch = false;  // explicit: random initialisation
+  std::string freeze = "head";
+  int image_size = 0;  // 0: the model's native resolution
+  data::ResizeMode resize = data::ResizeMode::Stretch;
+  bool clahe = false;
+  int epochs = 10;
+  int batch_size = 16;
+  std::string optimizer = "adamw";  // adamw, adam, sgd
+  double lr = 1e-3;
+  double weight_decay = 1e-4;
+  double momentum = 0.9;  // sgd
+  double warmup_epochs = 1.0;
+  std::string schedule = "cosine";  // cosine or constant (after warm-up)
+  double label_smoothing = 0.0;
+  std::string balance = "loss";  // loss (class-weighted), sampler (balanced batches), none
+  double ema_decay = 0.0;        // 0: off; e.g. 0.999
+  double clip_grad_norm = 0.0;   // 0: off
+  int patience = 0;              // early stopping on validation ROC-AUC; 0: off
+  bool augment = true;
+  std::string cache = "ram";  // frozen-feature cache: ram, disk, off
+  bool image_cache = true;    // keep decoded images in RAM when not caching features
+  int workers = 2;
+  int threads = 0;  // intra-op threads; 0: LibTorch's default
+  uint64_t seed = 42;
+  std::string threshold_rule = "youden";  // or "sensitivity:0.9"
+  std::string device = "auto";
+  bool resume = false;
+  std::string out_dir = "runs/train";
+};
+
+struct EpochRecord {
+  int epoch = 0;
+  double train_loss = 0, val_loss = 0, val_auc = 0, val_ap = 0, lr = 0, seconds = 0, images_per_second = 0;
+};
+
+struct TrainResult {
+  std::string best_model, last_model;
+  int best_epoch = -1;
+  double best_val_auc = 0;
+  double threshold = 0.5;
+  bool interrupted = false;
+  bool early_stopped = false;
+  std::vector<EpochRecord> history;
+  double seconds = 0;
+};
+
+// Trains on dataset.subset("train"), selects on "val". `stop` (e.g. set by
+// Ctrl-C) ends training after the current batch; the last completed epoch
+// stays resumable with options.resume.
+TrainResult train(const data::Dataset& dataset, const TrainOptions& options, const std::atomic<bool>* stop = nullptr);
+
+// "head" / "last:K" / "full" -> index of the first trainable stage.
+int first_trainable_stage(const std::string& freeze, int num_stages);
+
+}  // namespace fracture::train

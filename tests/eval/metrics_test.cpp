@@ -1,0 +1,66 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "fracture/eval/metrics.h"
+
+using namespace fracture::eval;
+
+TEST(Metrics, HandWorkedExample) {
+  const std::vector<int> y{0, 0, 1, 1};
+  const std::vector<double> p{0.1, 0.4, 0.35, 0.8};
+  EXPECT_DOUBLE_EQ(roc_auc(y, p), 0.75);
+  EXPECT_NEAR(average_precision(y, p), 0.5 * 1.0 + 0.5 * (2.0 / 3.0), 1e-12);
+  const auto c = confusion_at(y, p, 0.35);
+  EXPECT_EQ(c.tp, 2);
+  EXPECT_EQ(c.fp, 1);
+  EXPECT_EQ(c.tn, 1);
+  EXPECT_EQ(c.fn, 0);
+}
+
+TEST(Metrics, TiesCountHalfAndDegenerateCasesAreNaN) {
+  EXPECT_DOUBLE_EQ(roc_auc({0, 1}, {0.5, 0.5}), 0.5);
+  EXPECT_TRUE(std::isnan(roc_auc({1, 1}, {0.2, 0.9})));
+  const auto m = all_metrics({0, 0, 0}, {0.1, 0.2, 0.9}, 0.5);
+  EXPECT_TRUE(std::isnan(m.at("sensitivity")));
+  EXPECT_DOUBLE_EQ(m.at("specificity"), 2.0 / 3.0);
+}
+
+TEST(Metrics, ThresholdsFromValidation) {
+  const std::vector<int> y{0, 0, 0, 1, 0, 1, 1, 1};
+  const std::vector<double> p{0.1, 0.2, 0.3, 0.35, 0.4, 0.6, 0.7, 0.9};
+  // Youden: 0.35 gives sens 1, spec 3/4 (J = 0.75); 0.6 gives sens 3/4, spec 1 (J = 0.75): first wins.
+  EXPECT_DOUBLE_EQ(youden_threshold(y, p), 0.6);
+  EXPECT_DOUBLE_EQ(threshold_for_sensitivity(y, p, 1.0), 0.35);
+  EXPECT_DOUBLE_EQ(threshold_for_sensitivity(y, p, 0.7), 0.6);
+}
+
+TEST(Metrics, BootstrapIntervalsContainThePointAndAreSeeded) {
+  std::vector<int> y;
+  std::vector<double> p;
+  for (int i = 0; i < 300; ++i) {
+    y.push_back(i % 4 == 0);
+    p.push_back(std::fmod(i * 0.6180339887, 1.0) * 0.7 + (i % 4 == 0 ? 0.3 : 0.0));
+  }
+  const auto a = bootstrap_metrics(y, p, 0.5, 300, 1), b = bootstrap_metrics(y, p, 0.5, 300, 1);
+  for (const auto& name : metric_names()) {
+    const auto& iv = a.at(name);
+    EXPECT_LE(iv.low, iv.value + 1e-12) << name;
+    EXPECT_GE(iv.high, iv.value - 1e-12) << name;
+    EXPECT_LT(iv.low, iv.high) << name;
+    EXPECT_EQ(iv.low, b.at(name).low) << name;
+  }
+}
+
+TEST(Metrics, CurvesAreMonotone) {
+  const std::vector<int> y{0, 1, 0, 1, 1, 0, 0, 1};
+  const std::vector<double> p{0.1, 0.9, 0.3, 0.3, 0.8, 0.2, 0.7, 0.6};
+  const auto roc = roc_curve(y, p);
+  EXPECT_EQ(roc.front().fpr, 0);
+  EXPECT_EQ(roc.back().tpr, 1);
+  for (size_t i = 1; i < roc.size(); ++i) EXPECT_GE(roc[i].tpr, roc[i - 1].tpr);
+  const auto cal = calibration_bins(y, p, 10);
+  int64_t n = 0;
+  for (const auto& b : cal) n += b.count;
+  EXPECT_EQ(n, 8);
+}
