@@ -7,6 +7,7 @@
 
 #include "data/fixtures.h"
 #include "fracture/data/dataset.h"
+#include "fracture/util/atomic_file.h"
 
 namespace ft = fracture::testing;
 
@@ -55,4 +56,38 @@ TEST(Cli, BadInputGivesClearErrorAndNonZeroExit) {
   r = run("imagenet --model no_such_model /etc/hostname");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.output.find("known models"), std::string::npos) << r.output;
+}
+
+#include "train/fixtures.h"
+
+TEST(Cli, TrainEvaluatePredictWithHeatMaps) {
+  ft::TempDir dir;
+  ft::make_square_dataset(dir, 10, 5, 96);
+  const std::string rundir = dir / "run";
+  auto r = run("train --data " + dir.path.string() + " --out " + rundir + " --size 96 --epochs 3 --lr 3e-3 --seed 1");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("val ROC-AUC"), std::string::npos);
+  for (const char* f : {"best.safetensors", "config.toml", "split.csv", "train.log", "metrics.jsonl"})
+    EXPECT_TRUE(std::filesystem::exists(rundir + "/" + f)) << f;
+
+  // The written config reproduces the run's options.
+  r = run("train --config " + rundir + "/config.toml --out " + (dir / "again") + " --epochs 1");
+  ASSERT_EQ(r.code, 0) << r.output;
+
+  r = run("evaluate -m " + rundir + "/best.safetensors --data " + rundir + "/split.csv --split test --bootstrap 100");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("roc_auc"), std::string::npos);
+  EXPECT_TRUE(std::filesystem::exists(rundir + "/eval-test/report.md"));
+
+  fracture::util::write_file_atomic(dir / "broken.png", "not a png");
+  r = run("predict -m " + rundir + "/best.safetensors " + (dir / "test/fracture") + " " + (dir / "broken.png") +
+          " --cam " + (dir / "cams") + " --out " + (dir / "p.csv"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("broken.png"), std::string::npos) << "unreadable file must be named";
+  const std::string csv = fracture::util::read_file(dir / "p.csv");
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 6);  // header + 5 images
+  EXPECT_TRUE(std::filesystem::exists(dir / "cams/0_cam.png"));
+  r = run("predict -m " + rundir + "/best.safetensors " + (dir / "test/normal/0.png"));
+  ASSERT_EQ(r.code, 0);
+  EXPECT_NE(r.output.find("\"probability\""), std::string::npos) << r.output;
 }

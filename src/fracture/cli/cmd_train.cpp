@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "fracture/cli/commands.h"
+#include "fracture/cli/config_file.h"
 #include "fracture/data/dataset.h"
 #include "fracture/data/split.h"
 #include "fracture/train/checkpoint.h"
@@ -48,7 +49,7 @@ void add_train_command(CLI::App& app) {
   auto data_path = std::make_shared<std::string>();
   auto resize = std::make_shared<std::string>("stretch");
   auto no_augment = std::make_shared<bool>(false);
-  cmd->set_config("--config", "", "TOML file of options; every key is one of these flags (see config.toml in a run)");
+  cmd->add_option("--config", "TOML file of options, keys named as these flags (a run's config.toml); flags given too win");
   cmd->add_option("--data", *data_path, "Split manifest (from `fracture split`), or a dataset folder to split now")->required();
   cmd->add_option("-o,--out", o->out_dir, "Run folder: model, metrics, log, config")->capture_default_str();
   cmd->add_option("-m,--model", o->model, "Architecture (see `fracture models`)")->capture_default_str();
@@ -83,6 +84,7 @@ void add_train_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--device", o->device, "auto, cpu or cuda[:N]")->capture_default_str();
   cmd->add_flag("--resume", o->resume, "Continue the run in --out from its last completed epoch");
+  cmd->add_option("--stop-after", o->stop_after_epochs, "End this invocation after N epochs (continue later with --resume)");
   cmd->footer(
       "Writes to --out: best.safetensors (the model to use, with its threshold), last.safetensors,\n"
       "metrics.jsonl (one line per epoch), config.toml (every option, reusable with --config),\n"
@@ -98,7 +100,7 @@ void add_train_command(CLI::App& app) {
     auto file_sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(o->out_dir + "/train.log", !o->resume);
     file_sink->set_pattern("[%Y-%m-%d %H:%M:%S] %l %v");
     spdlog::default_logger()->sinks().push_back(file_sink);
-    util::write_file_atomic(o->out_dir + "/config.toml", cmd->config_to_str(true, false));
+    util::write_file_atomic(o->out_dir + "/config.toml", options_to_toml(*cmd));
     const data::Dataset d = dataset_with_splits(*data_path, o->out_dir, o->seed);
     std::signal(SIGINT, on_sigint);
     const auto r = train::train(d, *o, &g_stop);

@@ -2,9 +2,11 @@
 // Research use only; not a medical device.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <iostream>
 
 #include "fracture/cli/commands.h"
+#include "fracture/cli/config_file.h"
 #include "fracture/util/runtime.h"
 
 int main(int argc, char** argv) {
@@ -33,7 +35,10 @@ int main(int argc, char** argv) {
   });
   spdlog::set_pattern("[%H:%M:%S] %^%l%$ %v");
   try {
-    app.parse(argc, argv);
+    std::vector<std::string> args(argv + 1, argv + argc);
+    args = fracture::cli::expand_config(app, args);
+    std::reverse(args.begin(), args.end());  // CLI11 takes them last-first
+    app.parse(args);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const std::exception& e) {

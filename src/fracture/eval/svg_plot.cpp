@@ -38,8 +38,8 @@ std::string render_svg(const Plot& plot, int width, int height) {
           x0 = std::min(x0, s.x[i]), x1 = std::max(x1, s.x[i]), y0 = std::min(y0, s.y[i]), y1 = std::max(y1, s.y[i]);
     if (!std::isfinite(x0)) x0 = 0, x1 = 1, y0 = 0, y1 = 1;
     if (x1 == x0) x1 = x0 + 1;
-    const double pad = (y1 - y0) * 0.08 + 1e-9;
-    y0 -= pad, y1 += pad;
+    const double range = y1 - y0 + 1e-9;
+    y0 -= range * 0.08, y1 += range * 0.3;  // headroom for the legend
   }
   const double left = 60, right = 20, top = 34, bottom = 48;
   const double pw = width - left - right, ph = height - top - bottom;
@@ -71,6 +71,9 @@ std::string render_svg(const Plot& plot, int width, int height) {
     << "\n";
   // Series.
   int legend = 0;
+  std::ostringstream legend_svg;  // drawn last, on a white box, so curves never hide it
+  size_t longest = 0;
+  for (const auto& s : plot.series) longest = std::max(longest, s.name.size());
   for (const auto& s : plot.series) {
     std::string pts;
     for (size_t i = 0; i < s.x.size(); ++i)
@@ -84,12 +87,17 @@ std::string render_svg(const Plot& plot, int width, int height) {
           o << fmt::format(R"(<circle cx="{:.1f}" cy="{:.1f}" r="3" fill="{}"/>)", sx(s.x[i]), sy(s.y[i]), s.colour);
     if (!s.name.empty()) {
       const double ly = top + 14 + 16 * legend++;
-      o << fmt::format(R"(<line x1="{:.1f}" y1="{:.1f}" x2="{:.1f}" y2="{:.1f}" stroke="{}" stroke-width="2"{}/><text x="{:.1f}" y="{:.1f}">{}</text>)",
+      legend_svg << fmt::format(R"(<line x1="{:.1f}" y1="{:.1f}" x2="{:.1f}" y2="{:.1f}" stroke="{}" stroke-width="2"{}/><text x="{:.1f}" y="{:.1f}">{}</text>)",
                        left + 10, ly - 4, left + 30, ly - 4, s.colour, s.dashed ? R"( stroke-dasharray="5,4")" : "",
                        left + 36, ly, escape(s.name))
         << "\n";
     }
   }
+  if (legend > 0)
+    o << fmt::format(R"(<rect x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{}" fill="white" fill-opacity="0.85" stroke="#ccc"/>)",
+                     left + 4, top + 2, 40 + 7.0 * static_cast<double>(longest), 16 * legend + 4)
+      << "\n"
+      << legend_svg.str();
   for (size_t i = 0; i < plot.notes.size(); ++i)
     o << fmt::format(R"(<text x="{:.1f}" y="{:.1f}" text-anchor="end">{}</text>)", left + pw - 8,
                      top + ph - 10 - 16.0 * static_cast<double>(plot.notes.size() - 1 - i), escape(plot.notes[i]))

@@ -12,8 +12,13 @@ cv::Mat grad_cam(models::ClassifierImpl& net, const torch::Tensor& x, int64_t ta
     features = net.forward_features(x);
   }
   auto a = features.detach().requires_grad_(true);
-  auto logit = net.forward_head(a).select(1, target_class).sum();
-  auto grad = torch::autograd::grad({logit}, {a})[0];
+  // The score explained: with two classes, the log-odds z_target - z_other
+  // (a single logit also carries evidence common to both classes, which
+  // spreads over the background); otherwise the target logit.
+  auto logits = net.forward_head(a);
+  auto score = logits.size(1) == 2 ? (logits.select(1, target_class) - logits.select(1, 1 - target_class)).sum()
+                                   : logits.select(1, target_class).sum();
+  auto grad = torch::autograd::grad({score}, {a})[0];
   torch::Tensor cam;
   {
     torch::NoGradGuard no_grad;

@@ -1,7 +1,7 @@
 #pragma once
 // Grad-CAM (Selvaraju et al. 2017): where in the image the network's score
 // for a class comes from. The last stage's feature maps are weighted by the
-// spatially averaged gradient of the class logit and summed; positive
+// spatially averaged gradient of the class score and summed; positive
 // evidence is kept (ReLU) and the map is scaled to [0, 1].
 #include <opencv2/core.hpp>
 #include <torch/torch.h>

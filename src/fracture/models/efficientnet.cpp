@@ -102,7 +102,7 @@ EfficientNetImpl::EfficientNetImpl(const EfficientNetConfig& c) : config_(c) {
   classifier = register_module("classifier", torch::nn::Linear(num_features_, c.num_classes));
 
   // Initialisation as in torchvision: He (fan-out) for convs, BN at identity;
-  // uniform for the classifier, BN at identity.
+  // the classifier is initialised by reset_classifier.
   for (auto& m : modules(false)) {
     if (auto* conv = m->as<torch::nn::Conv2d>()) {
       torch::nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut);

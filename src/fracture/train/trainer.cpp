@@ -366,7 +366,10 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
 
   std::mt19937_64 order_rng(util::mix_seed(o.seed, 0xfeed));
   for (int epoch = start_epoch; epoch < o.epochs; ++epoch) {
+    // Every epoch's randomness (order, dropout, augmentation) derives from
+    // (seed, epoch) alone, so a resumed run continues exactly as an unbroken one.
     order_rng.seed(util::mix_seed(o.seed, static_cast<uint64_t>(epoch), 0xfeed));
+    torch::manual_seed(util::mix_seed(o.seed, static_cast<uint64_t>(epoch), 0xd209));
     train_mode();
     util::Progress bar(fmt::format("epoch {}/{}", epoch + 1, o.epochs), n_train);
     double loss_sum = 0;
@@ -480,6 +483,10 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
                                                        {"ema", static_cast<bool>(ema)},
                                                        {"history", hist}}
                                                 .dump(2));
+    if (o.stop_after_epochs > 0 && rec.epoch - start_epoch >= o.stop_after_epochs && rec.epoch < o.epochs) {
+      spdlog::info("stopping after {} epochs as asked; continue with --resume", o.stop_after_epochs);
+      break;
+    }
     if (o.patience > 0 && since_best >= o.patience) {
       spdlog::info("early stopping: validation ROC-AUC has not improved for {} epochs", o.patience);
       result.early_stopped = true;

@@ -45,6 +45,7 @@ struct TrainOptions {
   std::string threshold_rule = "youden";  // or "sensitivity:0.9"
   std::string device = "auto";
   bool resume = false;
+  int stop_after_epochs = 0;  // end this invocation after N epochs (time-boxing); --resume continues
   std::string out_dir = "runs/train";
 };
 
