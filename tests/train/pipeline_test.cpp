@@ -36,6 +36,7 @@ train::TrainOptions quick_options(const std::string& out) {
   o.warmup_epochs = 0.5;
   o.seed = 5;
   o.threads = 2;
+  o.freeze = "head";
   return o;
 }
 

@@ -19,11 +19,11 @@ struct TrainOptions {
   std::string model = "efficientnet_lite0";
   std::string weights;        // backbone weights file instead of the registry's ImageNet weights
   bool from_scratch = false;  // explicit: random initialisation
-  std::string freeze = "head";
+  std::string freeze = "last:3";  // measured on FracAtlas val: head 0.869, last:3 0.903 ROC-AUC
   int image_size = 0;  // 0: the model's native resolution
   data::ResizeMode resize = data::ResizeMode::Stretch;
   bool clahe = false;
-  int epochs = 10;
+  int epochs = 12;
   int batch_size = 16;
   std::string optimizer = "adamw";  // adamw, adam, sgd
   double lr = 1e-3;
