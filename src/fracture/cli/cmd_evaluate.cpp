@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "fracture/cli/commands.h"
+#include "fracture/cli/inference_flags.h"
 #include "fracture/data/dataset.h"
 #include "fracture/data/loader.h"
 #include "fracture/eval/report.h"
@@ -16,42 +17,31 @@ namespace fracture::cli {
 
 void add_evaluate_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("evaluate", "Score a trained model on a split: metrics with 95% CIs, plots, report");
-  struct Args {
-    std::string model, data, split = "test", out, device = "auto";
-    int bootstrap = 1000, batch_size = 32, workers = 2;
+  struct Args : InferenceFlags {
+    std::string data, split = "test", out;
+    int bootstrap = 1000;
     uint64_t seed = 0;
-    bool tta = false;
     double threshold = -1;
   };
   auto a = std::make_shared<Args>();
-  cmd->add_option("-m,--model", a->model, "Trained model (.safetensors from `fracture train`)")->required()->check(CLI::ExistingFile);
+  add_inference_flags(cmd, *a);
   cmd->add_option("--data", a->data, "Split manifest (the run's split.csv)")->required();
   cmd->add_option("--split", a->split, "Which split to score: test, val, train or all")->capture_default_str();
   cmd->add_option("-o,--out", a->out, "Folder for metrics.json, report.md, plots (default: <model folder>/eval-<split>)");
   cmd->add_option("--bootstrap", a->bootstrap, "Bootstrap resamples for the confidence intervals")->capture_default_str();
   cmd->add_option("--seed", a->seed, "Bootstrap seed")->capture_default_str();
   cmd->add_option("--threshold", a->threshold, "Override the model's operating threshold (chosen on validation)");
-  cmd->add_flag("--tta", a->tta, "Average each image with its mirror image");
-  cmd->add_option("-b,--batch-size", a->batch_size, "Batch size")->capture_default_str();
-  cmd->add_option("--workers", a->workers, "Image loading threads")->capture_default_str();
-  cmd->add_option("--device", a->device, "auto, cpu or cuda[:N]")->capture_default_str();
   cmd->footer(
       "The threshold is the one stored with the model (chosen on validation); choose it on the\n"
       "validation split, report the test split once.\n\n"
       "Example:\n  fracture evaluate --model runs/lite0/best.safetensors --data runs/lite0/split.csv --split test");
   cmd->callback([a] {
-    auto m = train::load_model(a->model);
-    const auto device = train::pick_device(a->device);
-    m.net->to(device);
+    auto [m, device, lo] = load_for_inference(*a);
     data::Dataset d = data::load_dataset(a->data);
     std::vector<data::Sample> samples = a->split == "all" ? d.samples : d.subset(a->split);
     if (samples.empty()) throw std::runtime_error(a->data + ": no samples in split '" + a->split + "'");
     if (m.info.class_names.size() != 2) throw std::runtime_error("evaluate reports binary metrics; this model has " +
                                                                  std::to_string(m.info.class_names.size()) + " classes");
-    data::LoaderOptions lo;
-    lo.batch_size = a->batch_size;
-    lo.workers = a->workers;
-    lo.preprocess = m.info.preprocess;
     data::DataLoader loader(samples, lo);
     auto probs = train::predict_probabilities(*m.net, loader, device, a->tta, "scoring " + a->split);
     for (const auto& f : loader.stats().failures) spdlog::warn("left out: {}", f);

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fracture/cli/commands.h"
+#include "fracture/cli/inference_flags.h"
 #include "fracture/data/csv.h"
 #include "fracture/data/dataset.h"
 #include "fracture/data/image_io.h"
@@ -60,36 +61,24 @@ std::vector<data::Sample> collect_inputs(const std::vector<std::string>& inputs)
 
 void add_predict_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("predict", "Fracture probability for images (files, folders, CSV lists); optional heat maps");
-  struct Args {
-    std::string model, out, format, cam, device = "auto";
+  struct Args : InferenceFlags {
+    std::string out, format, cam;
     std::vector<std::string> inputs;
-    int batch_size = 16, workers = 2;
-    bool tta = false;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("inputs", a->inputs, "Image files (JPEG, PNG, BMP, TIFF, DICOM), folders, or CSV lists with a path column")->required();
-  cmd->add_option("-m,--model", a->model, "Trained model (.safetensors from `fracture train`)")->required()->check(CLI::ExistingFile);
+  add_inference_flags(cmd, *a);
   cmd->add_option("-o,--out", a->out, "Write here instead of standard output (.csv for CSV)");
   cmd->add_option("--format", a->format, "jsonl or csv (default: from --out, else jsonl)")->check(CLI::IsMember({"jsonl", "csv"}));
   cmd->add_option("--cam", a->cam, "Folder for Grad-CAM heat maps of the fracture score (PNG per image)");
-  cmd->add_flag("--tta", a->tta, "Average each image with its mirror image");
-  cmd->add_option("-b,--batch-size", a->batch_size, "Batch size")->capture_default_str();
-  cmd->add_option("--workers", a->workers, "Image loading threads")->capture_default_str();
-  cmd->add_option("--device", a->device, "auto, cpu or cuda[:N]")->capture_default_str();
   cmd->footer(
       "Each line: path, probability of the positive class, label at the model's threshold, threshold, model.\n"
       "Unreadable files are reported on stderr and skipped. Research use only - not a medical device.\n\n"
       "Examples:\n  fracture predict -m runs/lite0/best.safetensors scans/ --out predictions.csv\n"
       "  fracture predict -m runs/lite0/best.safetensors IMG0001.jpg --cam heatmaps/");
   cmd->callback([a] {
-    auto m = train::load_model(a->model);
-    const auto device = train::pick_device(a->device);
-    m.net->to(device);
+    auto [m, device, lo] = load_for_inference(*a);
     const auto samples = collect_inputs(a->inputs);
-    data::LoaderOptions lo;
-    lo.batch_size = a->batch_size;
-    lo.workers = a->workers;
-    lo.preprocess = m.info.preprocess;
     data::DataLoader loader(samples, lo);
     auto probs = train::predict_probabilities(*m.net, loader, device, a->tta, samples.size() > 64 ? "predicting" : "");
     const bool csv = a->format == "csv" || (a->format.empty() && fs::path(a->out).extension() == ".csv");

@@ -1,0 +1,28 @@
+#pragma once
+// Flags that every command running a trained model shares (evaluate,
+// predict, later serve), and the loading they imply.
+#include <CLI/CLI.hpp>
+
+#include <string>
+
+#include "fracture/data/loader.h"
+#include "fracture/train/checkpoint.h"
+
+namespace fracture::cli {
+
+struct InferenceFlags {
+  std::string model, device = "auto";
+  int batch_size = 16, workers = 2;
+  bool tta = false;
+};
+
+void add_inference_flags(CLI::App* cmd, InferenceFlags& f);
+
+struct ReadyModel {
+  train::LoadedModel model;
+  torch::Device device{torch::kCPU};
+  data::LoaderOptions loader;  // the model's own preprocessing, batch size, workers
+};
+ReadyModel load_for_inference(const InferenceFlags& f);
+
+}  // namespace fracture::cli
