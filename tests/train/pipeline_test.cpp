@@ -183,3 +183,22 @@ TEST(Checkpoint, RefusesNonModelsAndRoundTripsInfo) {
     EXPECT_NE(std::string(e.what()).find("plain.safetensors"), std::string::npos);
   }
 }
+
+TEST_F(Pipeline, AugmentedViewsChangeWhatTheCachedRunSees) {
+  ft::TempDir dir;
+  ft::make_square_dataset(dir, 8, 4, 64);
+  const data::Dataset d = data::load_dataset(dir.path.string());
+  auto o = quick_options(dir / "plain");
+  o.image_size = 64;
+  o.epochs = 2;
+  o.freeze = "last:2";
+  const auto plain = train::train(d, o);
+  o.out_dir = dir / "views";
+  o.cache_views = 3;
+  const auto views = train::train(d, o);
+  ASSERT_EQ(views.history.size(), 2u);
+  EXPECT_TRUE(std::isfinite(views.history[1].train_loss));
+  EXPECT_NE(plain.history[1].train_loss, views.history[1].train_loss);
+  o.out_dir = dir / "views2";
+  EXPECT_DOUBLE_EQ(train::train(d, o).history[1].train_loss, views.history[1].train_loss);  // still seeded
+}

@@ -77,6 +77,9 @@ void add_train_command(CLI::App& app) {
   cmd->add_flag("--no-augment", *no_augment, "No train-time augmentation");
   cmd->add_option("--cache", o->cache, "Frozen-feature cache: ram, disk (reused by --resume) or off")
       ->capture_default_str()->check(CLI::IsMember({"ram", "disk", "off"}));
+  cmd->add_option("--augment-views", o->cache_views,
+                  "With cached features: cache K views of each training image (1 plain, K-1 augmented); each epoch draws one")
+      ->capture_default_str();
   cmd->add_option("--workers", o->workers, "Image loading threads")->capture_default_str();
   cmd->add_option("--threads", o->threads, "Compute threads (0: all cores)")->capture_default_str();
   cmd->add_option("--seed", o->seed, "Seed: the same seed and data give the same model and metrics")->capture_default_str();

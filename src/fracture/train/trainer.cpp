@@ -34,18 +34,23 @@ struct Cached {
   bool pooled = false;   // x is [n, C]: all stages frozen, only the head trains
 };
 
+// view 0 is the plain image; views > 0 are seeded random augmentations.
 Cached extract_features(models::ClassifierImpl& net, int first_trainable, const std::vector<data::Sample>& samples,
-                        const data::PreprocessOptions& pre, int workers, torch::Device device, const std::string& what) {
+                        const data::PreprocessOptions& pre, int workers, torch::Device device, const std::string& what,
+                        int view = 0, uint64_t seed = 0) {
   data::LoaderOptions lo;
   lo.batch_size = 32;
   lo.workers = workers;
   lo.preprocess = pre;
+  lo.augment.enabled = view > 0;
+  lo.seed = util::mix_seed(seed, static_cast<uint64_t>(view), 0x71e3);
   data::DataLoader loader(samples, lo);
   torch::NoGradGuard no_grad;
   net.eval();
   std::vector<torch::Tensor> xs, ys;
   const bool pooled = first_trainable >= net.num_stages();
-  util::Progress bar("caching " + what + " features", static_cast<int64_t>(samples.size()));
+  util::Progress bar("caching " + what + " features" + (view > 0 ? " (augmented view " + std::to_string(view) + ")" : ""),
+                     static_cast<int64_t>(samples.size()));
   loader.start_epoch(0);
   while (auto b = loader.next()) {
     auto f = net.forward_stages(b->images.to(device), 0, first_trainable);
@@ -193,8 +198,9 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
   for (auto& p : params) n_trainable += p.numel();
   spdlog::info("{}: {} of {} stages frozen, {:.2f}M trainable parameters, {} px, {} on {}", o.model, first, stages,
                n_trainable / 1e6, pre.size, use_cache ? "frozen features cached" : "images streamed", device.str());
-  if (use_cache && o.augment)
-    spdlog::info("augmentation is off while frozen features are cached (--cache off to augment at full cost)");
+  if (use_cache && o.augment && o.cache_views <= 1)
+    spdlog::info("augmentation is off while frozen features are cached: --augment-views K caches K views "
+                 "(K times the caching cost), --cache off augments at full cost");
 
   fs::create_directories(o.out_dir);
   const std::string last_path = o.out_dir + "/last.safetensors", best_path = o.out_dir + "/best.safetensors";
@@ -220,7 +226,7 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
   std::unique_ptr<data::DataLoader> train_loader, val_loader;
   if (use_cache) {
     const std::string key = util::to_hex(util::mix_seed(util::fnv1a64(o.model + o.freeze + o.weights), pre.size,
-                                                        (pre.clahe ? 2 : 0) + (pre.resize == data::ResizeMode::Letterbox)));
+                                                        (pre.clahe ? 2 : 0) + (pre.resize == data::ResizeMode::Letterbox) + 4 * o.cache_views));
     const std::string disk = o.out_dir + "/feature_cache_" + key + ".safetensors";
     if (o.cache == "disk" && fs::exists(disk)) {
       auto t = models::load_safetensors(disk).tensors;
@@ -228,7 +234,14 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
       val_feat = {t.at("val_x"), t.at("val_y"), first >= stages};
       spdlog::info("reusing cached features {}", disk);
     } else {
-      train_feat = extract_features(*net, first, train_set, pre, o.workers, device, "train");
+      // Augmentation with a cache: several augmented views of every training
+      // image are cached, and each epoch draws one view per image.
+      std::vector<torch::Tensor> views;
+      for (int v = 0; v < std::max(1, o.augment ? o.cache_views : 1); ++v) {
+        train_feat = extract_features(*net, first, train_set, pre, o.workers, device, "train", v, o.seed);
+        views.push_back(train_feat.x);
+      }
+      train_feat.x = torch::cat(views);  // [views * n, ...], view-major
       val_feat = extract_features(*net, first, val_set, pre, o.workers, device, "val");
       if (o.cache == "disk")
         models::save_safetensors(disk, {{"train_x", train_feat.x}, {"train_y", train_feat.y},
@@ -256,7 +269,8 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
     lo.batch_size = std::max(o.batch_size, 32);
     val_loader = std::make_unique<data::DataLoader>(val_set, lo);
   }
-  const int64_t n_train = use_cache ? train_feat.x.size(0) : static_cast<int64_t>(train_set.size());
+  const int64_t n_train = use_cache ? train_feat.y.size(0) : static_cast<int64_t>(train_set.size());
+  const int64_t n_views = use_cache ? train_feat.x.size(0) / n_train : 1;
   const int64_t steps_per_epoch =
       use_cache ? (n_train + o.batch_size - 1) / o.batch_size : static_cast<int64_t>(train_loader->num_batches());
   if (!use_cache) train_loader->start_epoch(0);  // fixes num_batches
@@ -397,10 +411,13 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
         std::iota(order.begin(), order.end(), 0);
         std::shuffle(order.begin(), order.end(), order_rng);
       }
-      auto idx_all = torch::tensor(order);
+      std::vector<int64_t> rows(order.size());
+      std::uniform_int_distribution<int64_t> pick_view(0, n_views - 1);
+      for (size_t k = 0; k < order.size(); ++k) rows[k] = (n_views > 1 ? pick_view(order_rng) : 0) * n_train + order[k];
+      auto idx_all = torch::tensor(order), rows_all = torch::tensor(rows);
       for (int64_t b = 0; b < n_train && !(stop && *stop); b += o.batch_size) {
-        auto idx = idx_all.slice(0, b, std::min(n_train, b + o.batch_size));
-        train_step(train_feat.x.index_select(0, idx), train_feat.y.index_select(0, idx));
+        const int64_t e = std::min(n_train, b + o.batch_size);
+        train_step(train_feat.x.index_select(0, rows_all.slice(0, b, e)), train_feat.y.index_select(0, idx_all.slice(0, b, e)));
       }
     } else {
       train_loader->start_epoch(epoch);

@@ -38,6 +38,7 @@ struct TrainOptions {
   int patience = 0;              // early stopping on validation ROC-AUC; 0: off
   bool augment = true;
   std::string cache = "ram";  // frozen-feature cache: ram, disk, off
+  int cache_views = 1;        // with a cache and augmentation: views cached per training image
   bool image_cache = true;    // keep decoded images in RAM when not caching features
   int workers = 2;
   int threads = 0;  // intra-op threads; 0: LibTorch's default
