@@ -138,6 +138,8 @@ TEST_F(Pipeline, SeededRunsReproduceAndResumeContinuesExactly) {
   const auto c2 = train::train(d, o);
   ASSERT_EQ(c2.history.size(), 4u);
   for (size_t i = 0; i < 4; ++i) EXPECT_DOUBLE_EQ(c2.history[i].train_loss, a.history[i].train_loss) << i;
+  EXPECT_DOUBLE_EQ(c2.threshold, a.threshold);
+  EXPECT_DOUBLE_EQ(train::load_model(dir / "c/best.safetensors").info.threshold, a.threshold);
   const auto wa = models::load_safetensors(dir / "a/last.safetensors").tensors;
   const auto wc = models::load_safetensors(dir / "c/last.safetensors").tensors;
   for (const auto& [k, v] : wa) EXPECT_TRUE(torch::equal(v, wc.at(k))) << k;

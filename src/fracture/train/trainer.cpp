@@ -314,6 +314,11 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
   info.architecture = o.model;
   info.class_names = dataset.class_names;
   info.preprocess = pre;
+  if (start_epoch > 0 && fs::exists(best_path)) {  // the best model so far keeps its threshold
+    const auto meta = models::load_safetensors(best_path).metadata;
+    info = ModelInfo::from_json(nlohmann::json::parse(meta.at("fracture")), best_path);
+    result.threshold = info.threshold;
+  }
 
   auto train_mode = [&] {
     net->train();
