@@ -58,7 +58,8 @@ TEST(Safetensors, CorruptFilesGiveErrorsNamingTheFile) {
 
 TEST(TensorFile, LegacyPickleIsRefusedWithConversionCommand) {
   fracture::testing::TempDir dir;
-  fracture::util::write_file_atomic(dir / "old.pth", std::string("\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.", 16));
+  // The first bytes of a legacy (pre-1.6) .pth file.
+  fracture::util::write_file_atomic(dir / "old.pth", std::string("\x80\x02\x8a\x0a" "l\xfc\x9c" "F\xf9 j\xa8P\x19."));
   try {
     load_tensor_file(dir / "old.pth");
     FAIL();
