@@ -34,6 +34,11 @@ void DataLoader::stop_workers() {
   stopping_ = false;
 }
 
+size_t DataLoader::batches_per_epoch() const {
+  const size_t n = samples_.size(), b = static_cast<size_t>(opt_.batch_size);
+  return opt_.drop_last ? n / b : (n + b - 1) / b;
+}
+
 void DataLoader::start_epoch(int epoch) {
   stop_workers();
   std::vector<size_t> order(samples_.size());

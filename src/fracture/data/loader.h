@@ -62,6 +62,8 @@ class DataLoader {
   // files are left out of their batch (and reported once in stats()).
   std::optional<Batch> next();
   size_t num_batches() const { return batches_.size(); }
+  // Batches every epoch will have, before start_epoch.
+  size_t batches_per_epoch() const;
   size_t size() const { return samples_.size(); }
   const std::vector<Sample>& samples() const { return samples_; }
   LoaderStats stats() const;

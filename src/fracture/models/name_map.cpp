@@ -66,6 +66,13 @@ std::string efficientnet_name(const std::string& ours, WeightNaming naming, cons
   return p + (conv ? "_project_conv." : "_bn2.") + leaf;
 }
 
+// Checkpoints saved from DataParallel prefix every key with "module.".
+TensorMap strip_module_prefix(const TensorMap& tensors) {
+  TensorMap out;
+  for (const auto& [k, v] : tensors) out[k.rfind("module.", 0) == 0 ? k.substr(7) : k] = v;
+  return out;
+}
+
 bool is_bn_counter(const std::string& name) {
   return name.size() >= 19 && name.compare(name.size() - 19, 19, "num_batches_tracked") == 0;
 }
@@ -139,9 +146,7 @@ TensorMap to_their_names(ClassifierImpl& model, WeightNaming naming) {
 
 LoadReport load_into(ClassifierImpl& model, const TensorMap& given, const std::string& origin) {
   LoadReport r;
-  TensorMap source;
-  for (const auto& [k, v] : given)  // checkpoints from DataParallel prefix every key
-    source[k.rfind("module.", 0) == 0 ? k.substr(7) : k] = v;
+  const TensorMap source = strip_module_prefix(given);
   std::vector<std::string> bad_shape;
   const std::string head = model.classifier_prefix();
   torch::NoGradGuard no_grad;
@@ -184,9 +189,7 @@ LoadReport load_into(ClassifierImpl& model, const TensorMap& given, const std::s
 }
 
 LoadReport load_weights_file(ClassifierImpl& model, const std::string& path) {
-  TensorMap tensors = load_tensor_file(path);
-  TensorMap stripped;
-  for (auto& [k, v] : tensors) stripped[k.rfind("module.", 0) == 0 ? k.substr(7) : k] = v;
+  const TensorMap stripped = strip_module_prefix(load_tensor_file(path));
   const WeightNaming naming = detect_naming(stripped, path);
   return load_into(model, to_our_names(model, stripped, naming), path);
 }

@@ -271,10 +271,10 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
   }
   const int64_t n_train = use_cache ? train_feat.y.size(0) : static_cast<int64_t>(train_set.size());
   const int64_t n_views = use_cache ? train_feat.x.size(0) / n_train : 1;
-  const int64_t steps_per_epoch =
-      use_cache ? (n_train + o.batch_size - 1) / o.batch_size : static_cast<int64_t>(train_loader->num_batches());
-  if (!use_cache) train_loader->start_epoch(0);  // fixes num_batches
-  const int64_t steps_per_epoch_final = use_cache ? steps_per_epoch : static_cast<int64_t>(train_loader->num_batches());
+  // Steps per epoch known before any epoch starts (starting one just to count
+  // its batches would decode and throw away the first prefetched batches).
+  const int64_t steps_per_epoch_final =
+      use_cache ? (n_train + o.batch_size - 1) / o.batch_size : static_cast<int64_t>(train_loader->batches_per_epoch());
   const int64_t total_steps = steps_per_epoch_final * o.epochs;
   const int64_t warmup_steps = static_cast<int64_t>(o.warmup_epochs * steps_per_epoch_final);
 
