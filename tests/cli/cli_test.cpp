@@ -4,6 +4,8 @@
 #include <array>
 #include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
 
 #include "data/fixtures.h"
 #include "fracture/data/dataset.h"
@@ -90,4 +92,17 @@ TEST(Cli, TrainEvaluatePredictWithHeatMaps) {
   r = run("predict -m " + rundir + "/best.safetensors " + (dir / "test/normal/0.png"));
   ASSERT_EQ(r.code, 0);
   EXPECT_NE(r.output.find("\"probability\""), std::string::npos) << r.output;
+}
+
+TEST(Cli, PredictWithoutModelUsesTheBuiltInOne) {
+  ft::TempDir dir;
+  const std::string img = dir / "scan.png";
+  cv::imwrite(img, ft::synthetic_xray(640, 800, 11, true));
+  const auto r = run("predict " + img);
+  ASSERT_EQ(r.code, 0) << r.output;
+  const auto line = r.output.substr(r.output.find('{'));
+  const auto j = nlohmann::json::parse(line.substr(0, line.find('\n')));
+  EXPECT_EQ(j["model"], "fracatlas.safetensors");
+  EXPECT_GE(j["probability"].get<double>(), 0.0);
+  EXPECT_LE(j["probability"].get<double>(), 1.0);
 }

@@ -64,3 +64,16 @@ TEST(Metrics, CurvesAreMonotone) {
   for (const auto& b : cal) n += b.count;
   EXPECT_EQ(n, 8);
 }
+
+TEST(Metrics, SensitivityAtSpecificityIsTheCurvesBestPoint) {
+  // Ten negatives at 0.0..0.9 and positives at 0.85 and 0.5: one false
+  // positive (0.9) is allowed at specificity 0.90, which admits only 0.85.
+  std::vector<int> y(10, 0);
+  std::vector<double> p;
+  for (int i = 0; i < 10; ++i) p.push_back(i / 10.0);
+  y.insert(y.end(), {1, 1});
+  p.insert(p.end(), {0.85, 0.5});
+  EXPECT_DOUBLE_EQ(sensitivity_at_specificity(y, p, 0.90), 0.5);
+  EXPECT_DOUBLE_EQ(sensitivity_at_specificity(y, p, 0.50), 1.0);
+  EXPECT_TRUE(std::isnan(sensitivity_at_specificity({1, 1}, {0.2, 0.9}, 0.9)));
+}

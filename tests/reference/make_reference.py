@@ -104,6 +104,8 @@ def metrics_cases(out):
                     "cohen_kappa": skm.cohen_kappa_score(y, pred),
                     "brier": skm.brier_score_loss(y, p),
                     "ece": float(ece),
+                    "sensitivity_at_specificity_90": float(max(
+                        tpr for fpr, tpr in zip(*skm.roc_curve(y, p)[:2]) if fpr <= 0.1 + 1e-12)),
                 }})
     with open(os.path.join(out, "metrics_cases.json"), "w") as f:
         json.dump(cases, f)

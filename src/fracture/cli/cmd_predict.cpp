@@ -1,5 +1,6 @@
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <filesystem>
 #include <iostream>
 #include <opencv2/imgcodecs.hpp>
@@ -74,13 +75,18 @@ void add_predict_command(CLI::App& app) {
   cmd->footer(
       "Each line: path, probability of the positive class, label at the model's threshold, threshold, model.\n"
       "Unreadable files are reported on stderr and skipped. Research use only - not a medical device.\n\n"
-      "Examples:\n  fracture predict -m runs/lite0/best.safetensors scans/ --out predictions.csv\n"
+      "Examples:\n  fracture predict IMG0001.jpg                     # the built-in FracAtlas model\n"
+      "  fracture predict -m runs/lite0/best.safetensors scans/ --out predictions.csv\n"
       "  fracture predict -m runs/lite0/best.safetensors IMG0001.jpg --cam heatmaps/");
   cmd->callback([a] {
     auto [m, device, lo] = load_for_inference(*a);
     const auto samples = collect_inputs(a->inputs);
+    const auto start = std::chrono::steady_clock::now();
     data::DataLoader loader(samples, lo);
     auto probs = train::predict_probabilities(*m.net, loader, device, a->tta, samples.size() > 64 ? "predicting" : "");
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    spdlog::info("predicted {} images in {:.3f} s ({:.2f} img/s, batch {})", samples.size(), seconds,
+                 static_cast<double>(samples.size()) / seconds, a->batch_size);
     const bool csv = a->format == "csv" || (a->format.empty() && fs::path(a->out).extension() == ".csv");
     const int64_t positive = static_cast<int64_t>(m.info.class_names.size()) - 1;
     std::string text = csv ? "path,probability,label,threshold,model\n" : "";

@@ -57,7 +57,7 @@ void add_train_command(CLI::App& app) {
   cmd->add_flag("--from-scratch", o->from_scratch, "Random initialisation (no pretrained weights)");
   cmd->add_option("--freeze", o->freeze, "What stays frozen: head (train the classifier only), last:K (train the last K stages too), full (train everything)")
       ->capture_default_str();
-  cmd->add_option("--size", o->image_size, "Input size in pixels (0: the model's native size)")->capture_default_str();
+  cmd->add_option("--size", o->image_size, "Input size in pixels (0: the model's native size, e.g. 224 for Lite0)")->capture_default_str();
   cmd->add_option("--resize", *resize, "stretch (as the paper) or letterbox")->capture_default_str()->check(CLI::IsMember({"stretch", "letterbox"}));
   cmd->add_flag("--clahe", o->clahe, "Contrast-limited adaptive histogram equalisation before the network");
   cmd->add_option("--epochs", o->epochs, "Epochs")->capture_default_str();
@@ -93,8 +93,8 @@ void add_train_command(CLI::App& app) {
       "metrics.jsonl (one line per epoch), config.toml (every option, reusable with --config),\n"
       "split.csv, threshold.json, train.log. Ctrl-C stops after the current batch; --resume continues.\n\n"
       "Examples:\n"
-      "  fracture train --data runs/split.csv --out runs/lite0                 # head only, minutes on a CPU\n"
-      "  fracture train --data runs/split.csv --freeze last:3 --epochs 15 --out runs/lite0-last3\n"
+      "  fracture train --data runs/split.csv --out runs/lite0-384     # the default recipe: ~25-30 min on 2 cores\n"
+      "  fracture train --data runs/split.csv --freeze head --size 224 --out runs/head   # a 2-minute first look\n"
       "  fracture train --config runs/lite0/config.toml --out runs/again");
   cmd->callback([=] {
     o->resize = train::parse_resize_mode(*resize);

@@ -57,6 +57,22 @@ void add_weights_command(CLI::App& app) {
                              {{"model", a->model}, {"naming", a->naming}, {"source", a->in}});
     spdlog::info("{}: {} tensors loaded and written to {} ({} naming)", a->in, rep.loaded.size(), a->out, a->naming);
   });
+
+  auto h = std::make_shared<Args>();
+  auto* half = cmd->add_subcommand("fp16", "Store a .safetensors file's float32 tensors as float16 (half the size; loads as float32)");
+  half->add_option("--in", h->in, "Input .safetensors (a trained model or backbone weights)")->required()->check(CLI::ExistingFile);
+  half->add_option("--out", h->out, "Output .safetensors")->required();
+  half->footer("Metadata (a trained model's architecture, threshold, preprocessing) is kept.\n\nExample:\n"
+               "  fracture weights fp16 --in runs/lite0/best.safetensors --out lite0-fp16.safetensors");
+  half->callback([h] {
+    auto c = models::load_safetensors(h->in);
+    size_t converted = 0;
+    for (auto& [k, v] : c.tensors)
+      if (v.scalar_type() == torch::kFloat32) v = v.to(torch::kFloat16), ++converted;
+    models::save_safetensors(h->out, c.tensors, c.metadata);
+    spdlog::info("{}: {} of {} tensors stored as float16 in {} ({:.1f} MB)", h->in, converted, c.tensors.size(), h->out,
+                 static_cast<double>(std::filesystem::file_size(h->out)) / 1e6);
+  });
 }
 
 }  // namespace fracture::cli

@@ -1,20 +1,27 @@
 #include "fracture/cli/inference_flags.h"
 
+#include "fracture/models/memory_format.h"
 #include "fracture/train/inference.h"
+#include "fracture/util/paths.h"
 
 namespace fracture::cli {
 
 void add_inference_flags(CLI::App* cmd, InferenceFlags& f) {
-  cmd->add_option("-m,--model", f.model, "Trained model (.safetensors from `fracture train`)")->required()->check(CLI::ExistingFile);
+  cmd->add_option("-m,--model", f.model,
+                  "Trained model (.safetensors from `fracture train`); default: the built-in FracAtlas model "
+                  "(model/MODEL_CARD.md)")
+      ->check(CLI::ExistingFile);
   cmd->add_flag("--tta", f.tta, "Average each image with its mirror image");
   cmd->add_option("-b,--batch-size", f.batch_size, "Batch size")->capture_default_str();
   cmd->add_option("--workers", f.workers, "Image loading threads")->capture_default_str();
   cmd->add_option("--device", f.device, "auto, cpu or cuda[:N]")->capture_default_str();
 }
 
-ReadyModel load_for_inference(const InferenceFlags& f) {
+ReadyModel load_for_inference(InferenceFlags& f) {
+  if (f.model.empty()) f.model = util::default_model_path();
   ReadyModel r{train::load_model(f.model), train::pick_device(f.device), {}};
   r.model.net->to(r.device);
+  if (r.device.is_cpu() && f.batch_size >= models::kChannelsLastMinBatch) models::use_channels_last(*r.model.net);
   r.loader.batch_size = f.batch_size;
   r.loader.workers = f.workers;
   r.loader.preprocess = r.model.info.preprocess;

@@ -23,6 +23,7 @@ struct ReadyModel {
   torch::Device device{torch::kCPU};
   data::LoaderOptions loader;  // the model's own preprocessing, batch size, workers
 };
-ReadyModel load_for_inference(const InferenceFlags& f);
+// Fills in f.model with the built-in model's path when it was not given.
+ReadyModel load_for_inference(InferenceFlags& f);
 
 }  // namespace fracture::cli

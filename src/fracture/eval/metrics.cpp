@@ -132,7 +132,8 @@ double expected_calibration_error(const std::vector<int>& y, const std::vector<d
 const std::vector<std::string>& metric_names() {
   static const std::vector<std::string> names = {
       "roc_auc", "average_precision", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "precision",
-      "npv",     "f1",                "mcc",      "cohen_kappa",       "brier",       "ece"};
+      "npv",     "f1",                "mcc",      "cohen_kappa",       "brier",       "ece",
+      "sensitivity_at_specificity_90"};
   return names;
 }
 
@@ -157,6 +158,7 @@ std::map<std::string, double> all_metrics(const std::vector<int>& y, const std::
   m["cohen_kappa"] = pe == 1 ? 0.0 : (po - pe) / (1 - pe);
   m["brier"] = brier_score(y, p);
   m["ece"] = expected_calibration_error(y, p);
+  m["sensitivity_at_specificity_90"] = sensitivity_at_specificity(y, p, 0.90);
   return m;
 }
 
@@ -204,6 +206,14 @@ double youden_threshold(const std::vector<int>& y, const std::vector<double>& p)
     if (j > best_j) best_j = j, best_t = pt.threshold;
   }
   return best_t;
+}
+
+double sensitivity_at_specificity(const std::vector<int>& y, const std::vector<double>& p, double min_specificity) {
+  if (std::count(y.begin(), y.end(), 1) == 0 || std::count(y.begin(), y.end(), 0) == 0) return kNaN;
+  double best = 0;
+  for (const auto& pt : roc_curve(y, p))
+    if (1 - pt.fpr >= min_specificity - 1e-12) best = std::max(best, pt.tpr);
+  return best;
 }
 
 double threshold_for_sensitivity(const std::vector<int>& y, const std::vector<double>& p, double target) {

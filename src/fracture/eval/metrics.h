@@ -42,7 +42,8 @@ std::vector<CalibrationBin> calibration_bins(const std::vector<int>& labels, con
 
 // Every metric by name, threshold-dependent ones at `threshold`:
 // roc_auc, average_precision, accuracy, balanced_accuracy, sensitivity,
-// specificity, precision, npv, f1, mcc, cohen_kappa, brier, ece.
+// specificity, precision, npv, f1, mcc, cohen_kappa, brier, ece, and the
+// threshold-free sensitivity_at_specificity_90 (a point on the ROC curve).
 std::map<std::string, double> all_metrics(const std::vector<int>& labels, const std::vector<double>& probs, double threshold);
 const std::vector<std::string>& metric_names();
 
@@ -59,6 +60,10 @@ std::map<std::string, Interval> bootstrap_metrics(const std::vector<int>& labels
 // Operating threshold chosen on validation data.
 // Youden: maximises sensitivity + specificity - 1 over the ROC thresholds.
 double youden_threshold(const std::vector<int>& labels, const std::vector<double>& probs);
+// Best sensitivity over the ROC curve's thresholds whose specificity is at
+// least `min_specificity` (the curve's own point, not a validation-chosen one).
+double sensitivity_at_specificity(const std::vector<int>& labels, const std::vector<double>& probs,
+                                  double min_specificity);
 // Highest threshold whose sensitivity reaches `target` (keeps specificity as high as possible).
 double threshold_for_sensitivity(const std::vector<int>& labels, const std::vector<double>& probs, double target);
 

@@ -20,7 +20,9 @@ struct TrainOptions {
   std::string weights;        // backbone weights file instead of the registry's ImageNet weights
   bool from_scratch = false;  // explicit: random initialisation
   std::string freeze = "last:3";  // measured on FracAtlas val: head 0.869, last:3 0.903 ROC-AUC
-  int image_size = 0;  // 0: the model's native resolution
+  // 384 px: the best validation ROC-AUC within the 30-minute budget on a
+  // 2-core CPU (docs/results.md; 224: 0.904, 320: 0.913, 384: 0.920).
+  int image_size = 384;  // 0: the model's native resolution
   data::ResizeMode resize = data::ResizeMode::Stretch;
   bool clahe = false;
   int epochs = 12;

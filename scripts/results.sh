@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Reruns the accuracy experiments and rewrites the table in docs/results.md.
+#
+#   scripts/results.sh                 # train what is missing, score val and test, rewrite the table
+#   scripts/results.sh --splits val    # choose on validation without looking at the test split
+#   scripts/results.sh --rerun lite0   # train these runs again even if they exist
+#   scripts/results.sh --no-train      # only score and tabulate the runs already trained
+#
+# Every run trains with `fracture train --data runs/split.csv --out runs/NAME FLAGS`
+# and is scored with `fracture evaluate` at the threshold it chose on validation.
+# A run whose flags start with @BASE reuses runs/BASE's model and only changes
+# how it is evaluated (e.g. test-time augmentation). Wall time is the training
+# command's own total, read from its train.log.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fracture=${FRACTURE:-build/src/fracture}
+split_csv=${SPLIT_CSV:-runs/split.csv}
+data=${FRACTURE_DATA:-../shared/data/fracatlas}
+splits="val test"
+rerun=()
+train=1
+while [ $# -gt 0 ]; do
+  case $1 in
+    --splits) splits=$2; shift 2 ;;
+    --no-train) train=0; shift ;;
+    --rerun) shift; rerun=("$@"); break ;;
+    *) echo "usage: $0 [--splits 'val test'] [--no-train] [--rerun NAME...]" >&2; exit 2 ;;
+  esac
+done
+
+# name | training flags (or @base) | evaluation flags | what it tests
+runs=(
+  "lite0-head|--freeze head --epochs 10 --size 224||classifier only"
+  "lite0-last3|--freeze last:3 --epochs 15 --size 224||last 3 stages, 15 epochs"
+  "lite0|--size 224||last 3 stages, 12 epochs, 224 px (the first default)"
+  "lite0-views4|--size 224 --augment-views 4||+ 3 augmented cached views"
+  "lite0-320|--size 320||320 px"
+  "lite0-320-tta|@lite0-320|--tta|320 px + mirror TTA"
+  "lite0-384|--size 384||384 px (the default recipe)"
+  "lite0-384-tta|@lite0-384|--tta|384 px + mirror TTA"
+  "lite0-320-clahe|--size 320 --clahe||320 px + CLAHE"
+)
+
+[ -f "$split_csv" ] || "$fracture" split --data "$data" --out "$split_csv"
+
+wants_rerun() { local r; for r in "${rerun[@]}"; do [ "$r" = "$1" ] && return 0; done; return 1; }
+ci() {  # "0.904 (0.866–0.938)" from a metrics.json entry
+  jq -r --arg k "$2" '.metrics[$k] | if .value == null then "–" else
+    "\(.value*1000|round/1000) (\(.ci95_low*1000|round/1000)–\(.ci95_high*1000|round/1000))" end' "$1"
+}
+val3() { jq -r --arg k "$2" '.metrics[$k].value | if . == null then "–" else (.*1000|round/1000|tostring) end' "$1"; }
+
+rows=""
+for spec in "${runs[@]}"; do
+  IFS='|' read -r name flags eval_flags what <<<"$spec"
+  model_run=$name
+  if [[ $flags == @* ]]; then
+    model_run=${flags#@}
+  elif [ $train = 1 ] && { [ ! -f "runs/$name/best.safetensors" ] || wants_rerun "$name"; }; then
+    echo "== training $name: $flags" >&2
+    # shellcheck disable=SC2086
+    "$fracture" train --data "$split_csv" --out "runs/$name" $flags >&2
+  fi
+  model=runs/$model_run/best.safetensors
+  [ -f "$model" ] || { echo "skipping $name: no $model" >&2; continue; }
+  for s in $splits; do
+    out=runs/$name/eval-$s
+    if [ ! -f "$out/metrics.json" ] || [ "$model" -nt "$out/metrics.json" ]; then
+      echo "== evaluating $name on $s" >&2
+      # shellcheck disable=SC2086
+      "$fracture" evaluate -m "$model" --data "$split_csv" --split "$s" -o "$out" $eval_flags >/dev/null
+    fi
+  done
+  wall=$(grep -o '([0-9:]* in all)' "runs/$model_run/train.log" | tail -1 | tr -d '()' | sed 's/ in all//')
+  v=runs/$name/eval-val/metrics.json t=runs/$name/eval-test/metrics.json
+  test_cols="not scored | | | "
+  if [ -f "$t" ]; then
+    test_cols="$(ci "$t" roc_auc) | $(val3 "$t" average_precision) | $(val3 "$t" sensitivity) / $(val3 "$t" specificity) | $(val3 "$t" sensitivity_at_specificity_90)"
+  fi
+  cmd="\`$flags${eval_flags:+ }$eval_flags\`"
+  rows+="| $name | $what | $cmd | $wall | $(ci "$v" roc_auc) | $(val3 "$v" average_precision) | $(val3 "$v" sensitivity) / $(val3 "$v" specificity) | $test_cols |"$'\n'
+done
+
+table="| run | what | flags | train wall | val ROC-AUC (95% CI) | val AP | val sens / spec | test ROC-AUC (95% CI) | test AP | test sens / spec at val threshold | test sens at spec ≥ 0.90 |
+|---|---|---|---|---|---|---|---|---|---|---|
+$rows"
+printf '%s' "$table"
+
+doc=docs/results.md
+if grep -q '<!-- results:begin -->' "$doc"; then
+  tmp=$(mktemp)
+  TABLE=$table awk '
+    /<!-- results:begin -->/ { print; printf "%s", ENVIRON["TABLE"]; skip=1; next }
+    /<!-- results:end -->/ { skip=0 }
+    !skip' "$doc" >"$tmp" && mv "$tmp" "$doc"
+  echo "rewrote the table in $doc" >&2
+fi
