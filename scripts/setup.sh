@@ -26,7 +26,7 @@ scripts/fetch_weights.sh
 
 build=${FRACTURE_BUILD_DIR:-build}
 if [ ! -f "$build/build.ninja" ]; then
-  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release ${CMAKE_ARGS:-} >/dev/null
+  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFRACTURE_BUILD_BENCH=ON ${CMAKE_ARGS:-} >/dev/null
 fi
 ninja -C "$build" --quiet 2>&1 | grep -v "^ninja: no work to do" || true
 test -x "$build/src/fracture" || { echo "error: build failed" >&2; exit 1; }

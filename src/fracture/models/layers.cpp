@@ -16,7 +16,7 @@ ConvBnActImpl::ConvBnActImpl(const ConvBnActOptions& o) : opt_(o) {
   // Stride-1 odd kernels pad symmetrically under both rules; only strided TF
   // convs need the input-size dependent pad computed in forward().
   dynamic_pad_ = o.tf_same_padding && o.stride > 1;
-  const int64_t pad = dynamic_pad_ ? 0 : (o.kernel - 1) / 2;
+  const int64_t pad = pad_ = dynamic_pad_ ? 0 : (o.kernel - 1) / 2;
   conv = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(o.in, o.out, o.kernel)
                                                        .stride(o.stride)
                                                        .padding(pad)
@@ -36,7 +36,25 @@ torch::Tensor ConvBnActImpl::forward(torch::Tensor x) {
     const int64_t pw = same_pad_total(x.size(3), opt_.kernel, opt_.stride);
     if (ph > 0 || pw > 0) x = torch::constant_pad_nd(x, {pw / 2, pw - pw / 2, ph / 2, ph - ph / 2}, 0.0);
   }
+  if (folded()) {
+    return activate(torch::conv2d(x, conv->weight, folded_bias_, opt_.stride, pad_, 1, opt_.groups), opt_.act);
+  }
   return activate(bn(conv(x)), opt_.act);
+}
+
+void ConvBnActImpl::fold_batchnorm() {
+  if (folded()) return;
+  torch::NoGradGuard no_grad;
+  const auto scale = bn->weight / torch::sqrt(bn->running_var + bn->options.eps());
+  conv->weight.mul_(scale.view({-1, 1, 1, 1}));
+  folded_bias_ = bn->bias - bn->running_mean * scale;  // not a registered buffer: never saved with the model
+}
+
+int fold_batchnorms(torch::nn::Module& module) {
+  int n = 0;
+  for (const auto& m : module.modules(/*include_self=*/true))
+    if (auto* c = dynamic_cast<ConvBnActImpl*>(m.get()); c && !c->folded()) c->fold_batchnorm(), ++n;
+  return n;
 }
 
 SqueezeExciteImpl::SqueezeExciteImpl(int64_t channels, int64_t squeezed, Activation act) : act_(act) {

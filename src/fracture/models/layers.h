@@ -23,12 +23,20 @@ class ConvBnActImpl : public torch::nn::Module {
  public:
   explicit ConvBnActImpl(const ConvBnActOptions& o);
   torch::Tensor forward(torch::Tensor x);
+  // For inference: scales the conv weights by gamma / sqrt(var + eps) and
+  // keeps beta - mean * scale as a bias, so BatchNorm's separate pass over
+  // the activations disappears. The module then computes the same function
+  // as in eval mode, in training mode too (so do not train it afterwards).
+  void fold_batchnorm();
+  bool folded() const { return folded_bias_.defined(); }
   torch::nn::Conv2d conv{nullptr};
   torch::nn::BatchNorm2d bn{nullptr};
 
  private:
   ConvBnActOptions opt_;
   bool dynamic_pad_;
+  int64_t pad_;
+  torch::Tensor folded_bias_;
 };
 TORCH_MODULE(ConvBnAct);
 
@@ -44,6 +52,10 @@ class SqueezeExciteImpl : public torch::nn::Module {
   Activation act_;
 };
 TORCH_MODULE(SqueezeExcite);
+
+// Folds every ConvBnAct inside `module` (see ConvBnActImpl::fold_batchnorm);
+// returns how many were folded.
+int fold_batchnorms(torch::nn::Module& module);
 
 // Stochastic depth: in training, drops the residual branch for whole samples
 // with probability p and rescales the survivors by 1/(1-p).
