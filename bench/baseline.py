@@ -19,7 +19,6 @@ import argparse
 import csv
 import json
 import os
-import struct
 import sys
 import time
 
@@ -30,26 +29,13 @@ from PIL import Image, ImageFile
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-WEIGHTS = (os.environ.get("FRACTURE_WEIGHTS_DIR") or
-           os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "fracture", "weights"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+from convert_weights import default_weights_dir, read_safetensors  # noqa: E402
+
+WEIGHTS = default_weights_dir()
 # 62 FracAtlas JPEGs lack their end marker; ours decodes what is there, and so does this.
 ImageFile.LOAD_TRUNCATED_IMAGES = True
 MEAN, STD = [127 / 255] * 3, [128 / 255] * 3  # EfficientNet-Lite's (x - 127) / 128
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for k, v in header.items():
-        if k == "__metadata__":
-            continue
-        a, b = v["data_offsets"]
-        dtype = {"F32": torch.float32, "F16": torch.float16, "I64": torch.int64}[v["dtype"]]
-        out[k] = torch.frombuffer(bytearray(data[a:b]), dtype=dtype).reshape(v["shape"])
-    return out
 
 
 def lite0(num_classes, size):

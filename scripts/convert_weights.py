@@ -23,6 +23,27 @@ DTYPES = {
 }
 
 
+def default_weights_dir():
+    """Where fracture keeps pretrained weights (as util::weights_dir in C++)."""
+    return (os.environ.get("FRACTURE_WEIGHTS_DIR") or
+            os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "fracture", "weights"))
+
+
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    by_name = {v: k for k, v in DTYPES.items()}
+    out = {}
+    for k, v in header.items():
+        if k == "__metadata__":
+            continue
+        a, b = v["data_offsets"]
+        out[k] = torch.frombuffer(bytearray(data[a:b]), dtype=by_name[v["dtype"]]).reshape(v["shape"]).clone()
+    return out
+
+
 def write_safetensors(path, tensors, metadata):
     header = {"__metadata__": metadata} if metadata else {}
     blobs, offset = [], 0

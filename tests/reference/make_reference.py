@@ -6,29 +6,13 @@ usage: make_reference.py OUT_DIR WEIGHTS_DIR
 """
 import json
 import os
-import struct
 import sys
 
 import torch
 import torchvision
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "scripts"))
-from convert_weights import write_safetensors  # noqa: E402
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    dt = {"F32": torch.float32, "I64": torch.int64, "F16": torch.float16}
-    out = {}
-    for k, v in header.items():
-        if k == "__metadata__":
-            continue
-        a, b = v["data_offsets"]
-        out[k] = torch.frombuffer(bytearray(data[a:b]), dtype=dt[v["dtype"]]).reshape(v["shape"]).clone()
-    return out
+from convert_weights import default_weights_dir, read_safetensors, write_safetensors  # noqa: E402
 
 
 def randomise_bn(model, gen):
@@ -113,9 +97,7 @@ def metrics_cases(out):
 
 def main():
     out = sys.argv[1]
-    weights_dir = (sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] else
-                   os.environ.get("FRACTURE_WEIGHTS_DIR") or
-                   os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "fracture", "weights"))
+    weights_dir = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] else default_weights_dir()
     os.makedirs(out, exist_ok=True)
     torchvision_case(out, "efficientnet_b0", lambda: torchvision.models.efficientnet_b0(), 224)
     torchvision_case(out, "efficientnet_b2", lambda: torchvision.models.efficientnet_b2(), 96, False)

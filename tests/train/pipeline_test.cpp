@@ -26,17 +26,18 @@ bool have_lite0() {
   return std::filesystem::exists(models::imagenet_weights_path(models::find_model("efficientnet_lite0")));
 }
 
-train::TrainOptions quick_options(const std::string& out) {
+train::TrainOptions quick_options(const std::string& out, int image_size = 160, int epochs = 8,
+                                  const std::string& freeze = "head") {
   train::TrainOptions o;
   o.out_dir = out;
-  o.image_size = 160;
-  o.epochs = 8;
+  o.image_size = image_size;
+  o.epochs = epochs;
   o.batch_size = 8;
   o.lr = 3e-3;
   o.warmup_epochs = 0.5;
   o.seed = 5;
   o.threads = 2;
-  o.freeze = "head";
+  o.freeze = freeze;
   return o;
 }
 
@@ -116,10 +117,7 @@ TEST_F(Pipeline, SeededRunsReproduceAndResumeContinuesExactly) {
   ft::TempDir dir;
   ft::make_square_dataset(dir, 12, 6, 96);
   const data::Dataset d = data::load_dataset(dir.path.string());
-  auto o = quick_options(dir / "a");
-  o.image_size = 96;
-  o.epochs = 4;
-  o.freeze = "last:1";  // a trainable stage too, from cached features
+  auto o = quick_options(dir / "a", 96, 4, "last:1");  // a trainable stage too, from cached features
   const auto a = train::train(d, o);
   o.out_dir = dir / "b";
   const auto b = train::train(d, o);
@@ -149,10 +147,7 @@ TEST_F(Pipeline, FullFineTuningWithAugmentationRuns) {
   ft::TempDir dir;
   ft::make_square_dataset(dir, 6, 3, 64);
   const data::Dataset d = data::load_dataset(dir.path.string());
-  auto o = quick_options(dir / "full");
-  o.image_size = 64;
-  o.epochs = 1;
-  o.freeze = "full";
+  auto o = quick_options(dir / "full", 64, 1, "full");
   o.balance = "sampler";
   o.ema_decay = 0.9;
   o.clip_grad_norm = 1.0;
@@ -190,10 +185,7 @@ TEST_F(Pipeline, AugmentedViewsChangeWhatTheCachedRunSees) {
   ft::TempDir dir;
   ft::make_square_dataset(dir, 8, 4, 64);
   const data::Dataset d = data::load_dataset(dir.path.string());
-  auto o = quick_options(dir / "plain");
-  o.image_size = 64;
-  o.epochs = 2;
-  o.freeze = "last:2";
+  auto o = quick_options(dir / "plain", 64, 2, "last:2");
   const auto plain = train::train(d, o);
   o.out_dir = dir / "views";
   o.cache_views = 3;

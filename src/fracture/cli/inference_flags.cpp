@@ -21,7 +21,7 @@ ReadyModel load_for_inference(InferenceFlags& f) {
   if (f.model.empty()) f.model = util::default_model_path();
   ReadyModel r{train::load_model(f.model), train::pick_device(f.device), {}};
   r.model.net->to(r.device);
-  if (r.device.is_cpu() && f.batch_size >= models::kChannelsLastMinBatch) models::use_channels_last(*r.model.net);
+  models::use_channels_last_if_it_pays(*r.model.net, r.device, f.batch_size);
   r.loader.batch_size = f.batch_size;
   r.loader.workers = f.workers;
   r.loader.preprocess = r.model.info.preprocess;

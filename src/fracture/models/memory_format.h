@@ -13,5 +13,8 @@ inline constexpr int64_t kChannelsLastMinBatch = 8;
 // Converts every 4-D parameter and buffer in place (the tensors stay the same
 // objects, so an optimizer built before or after keeps working).
 void use_channels_last(torch::nn::Module& module);
+// The policy the trainer and inference share: channels-last on the CPU for
+// batches of kChannelsLastMinBatch or more, the default layout otherwise.
+void use_channels_last_if_it_pays(torch::nn::Module& module, torch::Device device, int64_t batch_size);
 
 }  // namespace fracture::models

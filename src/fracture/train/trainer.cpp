@@ -180,7 +180,7 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
   models::Classifier net = models::create_model(o.model, {classes, !o.from_scratch && o.weights.empty(), o.weights});
   if (net->num_classes() != classes) net->reset_classifier(classes);
   net->to(device);
-  if (device.is_cpu() && o.batch_size >= models::kChannelsLastMinBatch) models::use_channels_last(*net);
+  models::use_channels_last_if_it_pays(*net, device, o.batch_size);
 
   data::PreprocessOptions pre;
   pre.size = o.image_size > 0 ? o.image_size : spec.input_size;
