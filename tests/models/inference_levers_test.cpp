@@ -50,3 +50,40 @@ TEST(ChannelsLast, SameLogitsAndPlainCheckpoint) {
   const auto loaded = parse_safetensors(bytes, "memory").tensors;
   for (const auto& [name, t] : module_state(*net)) EXPECT_TRUE(torch::equal(t, loaded.at(name))) << name;
 }
+
+// A single CPU image goes to oneDNN directly (models::conv2d): same values
+// and gradients as ATen's own choice, for every shape the networks use.
+TEST(Conv2dOneImage, SameValuesAndGradientsAsTorchConv2d) {
+  torch::manual_seed(5);
+  struct Case { int64_t in, out, kernel, stride, groups; bool bias; };
+  for (const Case c : {Case{32, 16, 1, 1, 1, false}, Case{320, 1280, 1, 1, 1, false}, Case{24, 24, 3, 2, 24, false},
+                       Case{3, 32, 3, 2, 1, false}, Case{40, 10, 1, 1, 1, true}, Case{16, 8, 5, 1, 2, true}}) {
+    auto x = torch::randn({1, c.in, 13, 11}, torch::requires_grad());
+    auto w = torch::randn({c.out, c.in / c.groups, c.kernel, c.kernel}, torch::requires_grad());
+    auto b = c.bias ? torch::randn({c.out}, torch::requires_grad()) : torch::Tensor();
+    const int64_t pad = (c.kernel - 1) / 2;
+    auto ours = conv2d(x, w, b, c.stride, pad, c.groups);
+    auto ref = torch::conv2d(x, w, b, c.stride, pad, 1, c.groups);
+    ASSERT_EQ(ours.sizes(), ref.sizes());
+    EXPECT_TRUE(torch::allclose(ours, ref, 1e-4, 1e-4)) << c.in << "->" << c.out << " k" << c.kernel;
+    auto g = torch::randn_like(ref);
+    auto grads = torch::autograd::grad({ours}, {x, w}, {g});
+    auto ref_grads = torch::autograd::grad({ref}, {x, w}, {g});
+    for (size_t i = 0; i < 2; ++i) EXPECT_TRUE(torch::allclose(grads[i], ref_grads[i], 1e-3, 1e-3)) << i;
+  }
+}
+
+// The whole network gives an image the same logits alone as inside a batch
+// (batch 1 takes the oneDNN route for every convolution, batch 2 ATen's).
+TEST(Conv2dOneImage, NetworkAgreesWithBatchedForward) {
+  torch::manual_seed(6);
+  auto net = find_model("efficientnet_lite0").build(2);
+  net->eval();
+  torch::NoGradGuard g;
+  const auto x = torch::randn({2, 3, 128, 96});
+  const auto batched = net->forward(x);
+  for (int64_t i = 0; i < 2; ++i) {
+    const auto alone = net->forward(x.slice(0, i, i + 1));
+    EXPECT_TRUE(torch::allclose(alone[0], batched[i], 1e-4, 1e-4)) << (alone[0] - batched[i]).abs().max().item<float>();
+  }
+}

@@ -1,6 +1,5 @@
 #include "fracture/cli/inference_flags.h"
 
-#include "fracture/models/memory_format.h"
 #include "fracture/train/inference.h"
 #include "fracture/util/paths.h"
 
@@ -20,8 +19,7 @@ void add_inference_flags(CLI::App* cmd, InferenceFlags& f) {
 ReadyModel load_for_inference(InferenceFlags& f) {
   if (f.model.empty()) f.model = util::default_model_path();
   ReadyModel r{train::load_model(f.model), train::pick_device(f.device), {}};
-  r.model.net->to(r.device);
-  models::use_channels_last_if_it_pays(*r.model.net, r.device, f.batch_size);
+  train::prepare_for_inference(*r.model.net, r.device, f.batch_size);
   r.loader.batch_size = f.batch_size;
   r.loader.workers = f.workers;
   r.loader.preprocess = r.model.info.preprocess;

@@ -12,6 +12,17 @@ torch::Tensor activate(const torch::Tensor& x, Activation act) {
   return x;
 }
 
+torch::Tensor conv2d(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias, int64_t stride,
+                     int64_t padding, int64_t groups) {
+  const bool one_cpu_image = x.dim() == 4 && x.size(0) == 1 && x.device().is_cpu() && !x.is_mkldnn() &&
+                             x.scalar_type() == torch::kFloat && weight.scalar_type() == torch::kFloat;
+  if (one_cpu_image && at::hasMKLDNN() && at::globalContext().userEnabledMkldnn()) {
+    const c10::optional<torch::Tensor> b = bias.defined() ? c10::optional<torch::Tensor>(bias) : c10::nullopt;
+    return at::mkldnn_convolution(x, weight, b, {padding, padding}, {stride, stride}, {1, 1}, groups);
+  }
+  return torch::conv2d(x, weight, bias, stride, padding, 1, groups);
+}
+
 ConvBnActImpl::ConvBnActImpl(const ConvBnActOptions& o) : opt_(o) {
   // Stride-1 odd kernels pad symmetrically under both rules; only strided TF
   // convs need the input-size dependent pad computed in forward().
@@ -37,9 +48,9 @@ torch::Tensor ConvBnActImpl::forward(torch::Tensor x) {
     if (ph > 0 || pw > 0) x = torch::constant_pad_nd(x, {pw / 2, pw - pw / 2, ph / 2, ph - ph / 2}, 0.0);
   }
   if (folded()) {
-    return activate(torch::conv2d(x, conv->weight, folded_bias_, opt_.stride, pad_, 1, opt_.groups), opt_.act);
+    return activate(conv2d(x, conv->weight, folded_bias_, opt_.stride, pad_, opt_.groups), opt_.act);
   }
-  return activate(bn(conv(x)), opt_.act);
+  return activate(bn(conv2d(x, conv->weight, {}, opt_.stride, pad_, opt_.groups)), opt_.act);
 }
 
 void ConvBnActImpl::fold_batchnorm() {
@@ -64,7 +75,8 @@ SqueezeExciteImpl::SqueezeExciteImpl(int64_t channels, int64_t squeezed, Activat
 
 torch::Tensor SqueezeExciteImpl::forward(torch::Tensor x) {
   auto s = torch::adaptive_avg_pool2d(x, {1, 1});
-  s = torch::sigmoid(expand(activate(reduce(s), act_)));
+  s = activate(conv2d(s, reduce->weight, reduce->bias, 1, 0, 1), act_);
+  s = torch::sigmoid(conv2d(s, expand->weight, expand->bias, 1, 0, 1));
   return x * s;
 }
 

@@ -7,6 +7,16 @@ namespace fracture::models {
 enum class Activation { None, ReLU, ReLU6, SiLU };
 torch::Tensor activate(const torch::Tensor& x, Activation act);
 
+// torch::conv2d with square stride/padding and no dilation, except that a
+// single CPU image goes to oneDNN directly. Why: for a batch of 1, ATen sends
+// small 1x1 convolutions (the late EfficientNet stages) to its im2col + BLAS
+// path, which runs on one thread and, with the reference BLAS Debian's
+// LibTorch uses, takes ~5 ms a layer: two thirds of a Lite0 forward pass.
+// oneDNN computes the same layer in well under a millisecond (see
+// docs/benchmarks.md). Larger batches already take the oneDNN path.
+torch::Tensor conv2d(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias, int64_t stride,
+                     int64_t padding, int64_t groups);
+
 // Conv (no bias) -> BatchNorm -> activation. With `tf_same_padding`, padding
 // follows TensorFlow's "SAME" rule (output = ceil(input / stride), the extra
 // pixel going to the bottom/right), which weights ported from TF need: for a

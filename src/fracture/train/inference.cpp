@@ -2,6 +2,8 @@
 
 #include <limits>
 
+#include "fracture/models/layers.h"
+#include "fracture/models/memory_format.h"
 #include "fracture/util/progress.h"
 
 namespace fracture::train {
@@ -11,6 +13,13 @@ torch::Device pick_device(const std::string& name) {
   torch::Device d(name);
   if (d.is_cuda() && !torch::cuda::is_available()) throw std::runtime_error("--device " + name + ": no CUDA device available");
   return d;
+}
+
+void prepare_for_inference(models::ClassifierImpl& net, torch::Device device, int64_t batch_size) {
+  net.eval();
+  net.to(device);
+  models::fold_batchnorms(net);
+  models::use_channels_last_if_it_pays(net, device, batch_size);
 }
 
 torch::Tensor predict_probabilities(models::ClassifierImpl& net, data::DataLoader& loader, torch::Device device,
