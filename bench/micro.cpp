@@ -99,7 +99,7 @@ void BM_Forward(benchmark::State& state) {
   state.SetLabel(label);
 }
 BENCHMARK(BM_Forward)
-    ->ArgsProduct({{1, 32}, {0, 1, 2, 4, 5, 6}})
+    ->ArgsProduct({{1, 4, 8, 16, 32}, {0, 1, 2, 4, 5, 6}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

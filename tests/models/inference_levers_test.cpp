@@ -5,6 +5,7 @@
 #include "fracture/models/memory_format.h"
 #include "fracture/models/weights_io.h"
 #include "fracture/models/registry.h"
+#include "fracture/train/inference.h"
 
 using namespace fracture::models;
 
@@ -86,4 +87,21 @@ TEST(Conv2dOneImage, NetworkAgreesWithBatchedForward) {
     const auto alone = net->forward(x.slice(0, i, i + 1));
     EXPECT_TRUE(torch::allclose(alone[0], batched[i], 1e-4, 1e-4)) << (alone[0] - batched[i]).abs().max().item<float>();
   }
+}
+
+// Slicing a CPU batch into a few images per forward pass changes nothing but speed.
+TEST(ForwardInChunks, SameAsOneForwardPass) {
+  torch::manual_seed(7);
+  auto net = find_model("efficientnet_lite0").build(2);
+  fracture::train::prepare_for_inference(*net, torch::kCPU);
+  torch::NoGradGuard g;
+  EXPECT_EQ(fracture::train::cpu_images_per_forward(224, 224), 4);
+  EXPECT_EQ(fracture::train::cpu_images_per_forward(384, 384), 1);
+  const auto x = torch::randn({7, 3, 224, 224});
+  int calls = 0;
+  const auto chunked = fracture::train::forward_in_chunks(
+      [&](const torch::Tensor& part) { ++calls; return net->forward(part); }, x);
+  EXPECT_EQ(calls, 2);  // 4 + 3 images
+  const auto whole = net->forward(x);
+  EXPECT_TRUE(torch::allclose(chunked, whole, 1e-4, 1e-4)) << (chunked - whole).abs().max().item<float>();
 }

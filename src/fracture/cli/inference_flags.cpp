@@ -19,7 +19,7 @@ void add_inference_flags(CLI::App* cmd, InferenceFlags& f) {
 ReadyModel load_for_inference(InferenceFlags& f) {
   if (f.model.empty()) f.model = util::default_model_path();
   ReadyModel r{train::load_model(f.model), train::pick_device(f.device), {}};
-  train::prepare_for_inference(*r.model.net, r.device, f.batch_size);
+  train::prepare_for_inference(*r.model.net, r.device);
   r.loader.batch_size = f.batch_size;
   r.loader.workers = f.workers;
   r.loader.preprocess = r.model.info.preprocess;

@@ -10,8 +10,8 @@ void use_channels_last(torch::nn::Module& module) {
     if (b.dim() == 4) b.set_data(b.contiguous(torch::MemoryFormat::ChannelsLast));
 }
 
-void use_channels_last_if_it_pays(torch::nn::Module& module, torch::Device device, int64_t batch_size) {
-  if (device.is_cpu() && batch_size >= kChannelsLastMinBatch) use_channels_last(module);
+void use_channels_last_if_it_pays(torch::nn::Module& module, torch::Device device) {
+  if (device.is_cpu()) use_channels_last(module);
 }
 
 }  // namespace fracture::models

@@ -3,6 +3,8 @@
 // order of the loader's samples, with optional flip test-time augmentation.
 #include <torch/torch.h>
 
+#include <functional>
+
 #include "fracture/data/loader.h"
 #include "fracture/models/classifier.h"
 
@@ -11,11 +13,19 @@ namespace fracture::train {
 torch::Device pick_device(const std::string& name);  // "auto", "cpu", "cuda", "cuda:1"
 
 // Readies a trained network for prediction only: eval mode, on `device`,
-// BatchNorm folded into the convolutions, channels-last where it pays for
-// `batch_size`. Measured on the 2-core CPU (docs/benchmarks.md): folding
-// takes a batch-32 Lite0 forward with channels-last weights from 930 to
-// 671 ms and a batch-1 one from 15.2 to 12.1 ms. Do not train it afterwards.
-void prepare_for_inference(models::ClassifierImpl& net, torch::Device device, int64_t batch_size);
+// BatchNorm folded into the convolutions, channels-last weights on
+// the CPU. Measured on the 2-core CPU (docs/benchmarks.md): folding takes a
+// batch-32 Lite0 forward with channels-last weights from 930 to 671 ms and a
+// batch-1 one from 15.2 to 12.1 ms. Do not train it afterwards.
+void prepare_for_inference(models::ClassifierImpl& net, torch::Device device);
+
+// On the CPU a forward pass over a few images at a time beats one over a
+// whole batch: a few images' activations stay in the cache. This is how many
+// images of height x width one pass should take (see docs/benchmarks.md).
+int64_t cpu_images_per_forward(int64_t height, int64_t width);
+// forward(x), in slices of cpu_images_per_forward images on the CPU.
+torch::Tensor forward_in_chunks(const std::function<torch::Tensor(const torch::Tensor&)>& forward,
+                                const torch::Tensor& x);
 
 // Softmax probabilities [N, classes]; rows of unreadable samples are NaN.
 // With `tta`, each image and its horizontal mirror are averaged.

@@ -54,7 +54,8 @@ Cached extract_features(models::ClassifierImpl& net, int first_trainable, const 
                      static_cast<int64_t>(samples.size()));
   loader.start_epoch(0);
   while (auto b = loader.next()) {
-    auto f = net.forward_stages(b->images.to(device), 0, first_trainable);
+    auto f = forward_in_chunks([&](const torch::Tensor& x) { return net.forward_stages(x, 0, first_trainable); },
+                               b->images.to(device));
     if (pooled) f = torch::adaptive_avg_pool2d(f, {1, 1}).flatten(1);
     xs.push_back(f.to(torch::kCPU));
     ys.push_back(b->labels);
@@ -180,7 +181,7 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
   models::Classifier net = models::create_model(o.model, {classes, !o.from_scratch && o.weights.empty(), o.weights});
   if (net->num_classes() != classes) net->reset_classifier(classes);
   net->to(device);
-  models::use_channels_last_if_it_pays(*net, device, o.batch_size);
+  models::use_channels_last_if_it_pays(*net, device);
 
   data::PreprocessOptions pre;
   pre.size = o.image_size > 0 ? o.image_size : spec.input_size;
