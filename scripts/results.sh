@@ -40,6 +40,9 @@ runs=(
   "lite0-384|--size 384||384 px (the default recipe)"
   "lite0-384-tta|@lite0-384|--tta|384 px + mirror TTA"
   "lite0-320-clahe|--size 320 --clahe||320 px + CLAHE"
+  "lite0-448|--size 448||448 px"
+  "lite0-384-rerun|||the default recipe (no flags) rerun with this session's code"
+  "lite0-384-ema|--ema 0.998||384 px + weight EMA (decay 0.998, ~3 epochs)"
 )
 
 [ -f "$split_csv" ] || "$fracture" split --data "$data" --out "$split_csv"
@@ -79,6 +82,7 @@ for spec in "${runs[@]}"; do
     test_cols="$(ci "$t" roc_auc) | $(val3 "$t" average_precision) | $(val3 "$t" sensitivity) / $(val3 "$t" specificity) | $(val3 "$t" sensitivity_at_specificity_90)"
   fi
   cmd="\`$flags${eval_flags:+ }$eval_flags\`"
+  [ -z "$flags$eval_flags" ] && cmd="(none)"
   rows+="| $name | $what | $cmd | $wall | $(ci "$v" roc_auc) | $(val3 "$v" average_precision) | $(val3 "$v" sensitivity) / $(val3 "$v" specificity) | $test_cols |"$'\n'
 done
 

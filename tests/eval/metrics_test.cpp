@@ -30,9 +30,18 @@ TEST(Metrics, ThresholdsFromValidation) {
   const std::vector<int> y{0, 0, 0, 1, 0, 1, 1, 1};
   const std::vector<double> p{0.1, 0.2, 0.3, 0.35, 0.4, 0.6, 0.7, 0.9};
   // Youden: 0.35 gives sens 1, spec 3/4 (J = 0.75); 0.6 gives sens 3/4, spec 1 (J = 0.75): first wins.
-  EXPECT_DOUBLE_EQ(youden_threshold(y, p), 0.6);
-  EXPECT_DOUBLE_EQ(threshold_for_sensitivity(y, p, 1.0), 0.35);
-  EXPECT_DOUBLE_EQ(threshold_for_sensitivity(y, p, 0.7), 0.6);
+  // Each threshold sits halfway to the next lower score (0.4, 0.3).
+  EXPECT_DOUBLE_EQ(youden_threshold(y, p), 0.5);
+  EXPECT_DOUBLE_EQ(threshold_for_sensitivity(y, p, 1.0), 0.325);
+  EXPECT_DOUBLE_EQ(threshold_for_sensitivity(y, p, 0.7), 0.5);
+  // The validation decisions at the chosen threshold survive rounding-sized changes of the scores.
+  for (const double eps : {-1e-6, 1e-6}) {
+    std::vector<double> q = p;
+    for (auto& v : q) v += eps;
+    const auto m = all_metrics(y, q, youden_threshold(y, p));
+    EXPECT_DOUBLE_EQ(m.at("sensitivity"), 0.75);
+    EXPECT_DOUBLE_EQ(m.at("specificity"), 1.0);
+  }
 }
 
 TEST(Metrics, BootstrapIntervalsContainThePointAndAreSeeded) {

@@ -198,6 +198,17 @@ std::map<std::string, Interval> bootstrap_metrics(const std::vector<int>& y, con
   return out;
 }
 
+// A ROC threshold is one sample's own score, so the smallest rounding
+// difference (BatchNorm folded, oneDNN's kernel choice, float16 weights) can
+// move that sample across it. Halfway to the next lower score classifies the
+// validation set the same way, with a margin.
+static double midpoint_below(const std::vector<double>& p, double t) {
+  double lower = -std::numeric_limits<double>::infinity();
+  for (double v : p)
+    if (v < t) lower = std::max(lower, v);
+  return std::isinf(lower) ? t : (t + lower) / 2;
+}
+
 double youden_threshold(const std::vector<int>& y, const std::vector<double>& p) {
   double best_j = -1, best_t = 0.5;
   for (const auto& pt : roc_curve(y, p)) {
@@ -205,7 +216,7 @@ double youden_threshold(const std::vector<int>& y, const std::vector<double>& p)
     const double j = pt.tpr - pt.fpr;
     if (j > best_j) best_j = j, best_t = pt.threshold;
   }
-  return best_t;
+  return best_j < 0 ? best_t : midpoint_below(p, best_t);
 }
 
 double sensitivity_at_specificity(const std::vector<int>& y, const std::vector<double>& p, double min_specificity) {
@@ -218,7 +229,7 @@ double sensitivity_at_specificity(const std::vector<int>& y, const std::vector<d
 
 double threshold_for_sensitivity(const std::vector<int>& y, const std::vector<double>& p, double target) {
   for (const auto& pt : roc_curve(y, p))
-    if (!std::isinf(pt.threshold) && pt.tpr >= target) return pt.threshold;
+    if (!std::isinf(pt.threshold) && pt.tpr >= target) return midpoint_below(p, pt.threshold);
   return 0.0;
 }
 

@@ -57,8 +57,9 @@ std::map<std::string, Interval> bootstrap_metrics(const std::vector<int>& labels
                                                   double threshold, int resamples = 1000, uint64_t seed = 0,
                                                   double level = 0.95);
 
-// Operating threshold chosen on validation data.
-// Youden: maximises sensitivity + specificity - 1 over the ROC thresholds.
+// Operating threshold chosen on validation data: between the ROC point's
+// score and the next lower score (the same validation decisions, robust to
+// rounding). Youden: maximises sensitivity + specificity - 1.
 double youden_threshold(const std::vector<int>& labels, const std::vector<double>& probs);
 // Best sensitivity over the ROC curve's thresholds whose specificity is at
 // least `min_specificity` (the curve's own point, not a validation-chosen one).
