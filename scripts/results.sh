@@ -43,6 +43,7 @@ runs=(
   "lite0-448|--size 448||448 px"
   "lite0-384-rerun|||the default recipe (no flags) rerun with this session's code"
   "lite0-384-ema|--ema 0.998||384 px + weight EMA (decay 0.998, ~3 epochs)"
+  "lite1-320|--model efficientnet_lite1 --size 320||EfficientNet-Lite1, 320 px"
 )
 
 [ -f "$split_csv" ] || "$fracture" split --data "$data" --out "$split_csv"
