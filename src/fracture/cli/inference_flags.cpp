@@ -11,7 +11,8 @@ void add_inference_flags(CLI::App* cmd, InferenceFlags& f) {
                   "(model/MODEL_CARD.md)")
       ->check(CLI::ExistingFile);
   cmd->add_flag("--tta", f.tta, "Average each image with its mirror image");
-  cmd->add_option("-b,--batch-size", f.batch_size, "Batch size")->capture_default_str();
+  cmd->add_option("-b,--batch-size", f.batch_size,
+                  "Images loaded together (on the CPU the network still takes a few at a time: faster there)")->capture_default_str();
   cmd->add_option("--workers", f.workers, "Image loading threads")->capture_default_str();
   cmd->add_option("--device", f.device, "auto, cpu or cuda[:N]")->capture_default_str();
 }

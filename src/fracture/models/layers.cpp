@@ -14,7 +14,7 @@ torch::Tensor activate(const torch::Tensor& x, Activation act) {
 
 torch::Tensor conv2d(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias, int64_t stride,
                      int64_t padding, int64_t groups) {
-  const bool one_cpu_image = x.dim() == 4 && x.size(0) == 1 && x.device().is_cpu() && !x.is_mkldnn() &&
+  const bool one_cpu_image = x.dim() == 4 && x.size(0) == 1 && x.device().is_cpu() &&
                              x.scalar_type() == torch::kFloat && weight.scalar_type() == torch::kFloat;
   if (one_cpu_image && at::hasMKLDNN() && at::globalContext().userEnabledMkldnn()) {
     const c10::optional<torch::Tensor> b = bias.defined() ? c10::optional<torch::Tensor>(bias) : c10::nullopt;

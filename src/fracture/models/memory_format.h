@@ -3,7 +3,8 @@
 // batch in its NHWC kernels, and every activation follows the weights'
 // layout. Measured on the 2-core CPU (docs/benchmarks.md): for Lite0 a
 // training step at batch 16 is 72% faster and the forward pass at batch 32
-// 41% faster; at batch 1, where models::conv2d calls oneDNN directly, 8%.
+// 41% faster; at batch 1, where models::conv2d calls oneDNN directly, it
+// is no slower.
 #include <torch/torch.h>
 
 namespace fracture::models {

@@ -14,9 +14,8 @@ torch::Device pick_device(const std::string& name);  // "auto", "cpu", "cuda", "
 
 // Readies a trained network for prediction only: eval mode, on `device`,
 // BatchNorm folded into the convolutions, channels-last weights on
-// the CPU. Measured on the 2-core CPU (docs/benchmarks.md): folding takes a
-// batch-32 Lite0 forward with channels-last weights from 930 to 671 ms and a
-// batch-1 one from 15.2 to 12.1 ms. Do not train it afterwards.
+// the CPU (folding: about -40% for a batch-32 Lite0 forward with channels-last
+// weights, docs/benchmarks.md). Do not train it afterwards.
 void prepare_for_inference(models::ClassifierImpl& net, torch::Device device);
 
 // On the CPU a forward pass over a few images at a time beats one over a
