@@ -9,8 +9,10 @@
 # Every run trains with `fracture train --data runs/split.csv --out runs/NAME FLAGS`
 # and is scored with `fracture evaluate` at the threshold it chose on validation.
 # A run whose flags start with @BASE reuses runs/BASE's model and only changes
-# how it is evaluated (e.g. test-time augmentation). Wall time is the training
-# command's own total, read from its train.log.
+# how it is evaluated (e.g. test-time augmentation); @A+B+... evaluates the
+# ensemble of runs A, B, ... (`fracture evaluate --ensemble`, threshold chosen
+# on validation). Wall time is the training command's own total, read from its
+# train.log (an ensemble's: the sum of its members').
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,23 +33,33 @@ done
 
 # name | training flags (or @base) | evaluation flags | what it tests
 runs=(
-  "lite0-head|--freeze head --epochs 10 --size 224||classifier only"
-  "lite0-last3|--freeze last:3 --epochs 15 --size 224||last 3 stages, 15 epochs"
-  "lite0|--size 224||last 3 stages, 12 epochs, 224 px (the first default)"
-  "lite0-views4|--size 224 --augment-views 4||+ 3 augmented cached views"
-  "lite0-320|--size 320||320 px"
+  "lite0-head|--freeze head --epochs 10 --size 224 --mixup 0||classifier only"
+  "lite0-last3|--freeze last:3 --epochs 15 --size 224 --mixup 0||last 3 stages, 15 epochs"
+  "lite0|--size 224 --mixup 0||last 3 stages, 12 epochs, 224 px (the first default)"
+  "lite0-views4|--size 224 --augment-views 4 --mixup 0||+ 3 augmented cached views"
+  "lite0-320|--size 320 --mixup 0||320 px"
   "lite0-320-tta|@lite0-320|--tta|320 px + mirror TTA"
-  "lite0-384|--size 384||384 px (the default recipe)"
+  "lite0-384|--size 384 --mixup 0||384 px (the default recipe)"
   "lite0-384-tta|@lite0-384|--tta|384 px + mirror TTA"
-  "lite0-320-clahe|--size 320 --clahe||320 px + CLAHE"
-  "lite0-448|--size 448||448 px"
-  "lite0-384-rerun|||the default recipe (no flags) rerun with this session's code"
-  "lite0-384-ema|--ema 0.998||384 px + weight EMA (decay 0.998, ~3 epochs)"
-  "lite1-320|--model efficientnet_lite1 --size 320||EfficientNet-Lite1, 320 px"
+  "lite0-320-clahe|--size 320 --clahe --mixup 0||320 px + CLAHE"
+  "lite0-448|--size 448 --mixup 0||448 px"
+  "lite0-384-rerun|--mixup 0||the second-session default recipe, rerun with that session's code"
+  "lite0-384-ema|--ema 0.998 --mixup 0||384 px + weight EMA (decay 0.998, ~3 epochs)"
+  "lite1-320|--model efficientnet_lite1 --size 320 --mixup 0||EfficientNet-Lite1, 320 px"
+  "lite0-384-faug|--feature-augment --mixup 0||384 px + cached feature maps mirrored and shifted each epoch"
+  "lite2-320|--model efficientnet_lite2 --size 320 --mixup 0||EfficientNet-Lite2, 320 px"
+  "lite0-384-mixup|--mixup 0.4||384 px + mixup of cached feature maps (the default recipe since the third session)"
+  "ens-lite0-lite1|@lite0-384-rerun+lite1-320||ensemble: lite0-384-rerun + lite1-320 (mean log-odds)"
+  "ens-lite012|@lite0-384-rerun+lite1-320+lite2-320||ensemble: + lite2-320"
+  "ens-lite0-x2|@lite0-384+lite0-384-rerun||ensemble of the two plain Lite0-384 runs"
 )
 
 [ -f "$split_csv" ] || "$fracture" split --data "$data" --out "$split_csv"
 
+wall_of() {  # m:ss (or h:mm:ss) total of a run's training, from its train.log
+  grep -o '([0-9:]* in all)' "runs/$1/train.log" | tail -1 | tr -d '()' | sed 's/ in all//'
+}
+seconds() { awk -F: '{ s = 0; for (i = 1; i <= NF; ++i) s = s * 60 + $i; print s }' <<<"$1"; }
 wants_rerun() { local r; for r in "${rerun[@]}"; do [ "$r" = "$1" ] && return 0; done; return 1; }
 ci() {  # "0.904 (0.866–0.938)" from a metrics.json entry
   jq -r --arg k "$2" '.metrics[$k] | if .value == null then "–" else
@@ -59,8 +71,11 @@ rows=""
 for spec in "${runs[@]}"; do
   IFS='|' read -r name flags eval_flags what <<<"$spec"
   model_run=$name
+  members=()
   if [[ $flags == @* ]]; then
-    model_run=${flags#@}
+    IFS='+' read -r -a members <<<"${flags#@}"
+    model_run=${members[0]}
+    for m in "${members[@]:1}"; do eval_flags+=" --ensemble runs/$m/best.safetensors"; done
   elif [ $train = 1 ] && { [ ! -f "runs/$name/best.safetensors" ] || wants_rerun "$name"; }; then
     echo "== training $name: $flags" >&2
     # shellcheck disable=SC2086
@@ -76,13 +91,20 @@ for spec in "${runs[@]}"; do
       "$fracture" evaluate -m "$model" --data "$split_csv" --split "$s" -o "$out" $eval_flags >/dev/null
     fi
   done
-  wall=$(grep -o '([0-9:]* in all)' "runs/$model_run/train.log" | tail -1 | tr -d '()' | sed 's/ in all//')
+  wall=$(wall_of "$model_run")
+  if [ ${#members[@]} -gt 1 ]; then
+    total=0
+    for m in "${members[@]}"; do total=$((total + $(seconds "$(wall_of "$m")"))); done
+    wall=$(printf '%d:%02d' $((total / 60)) $((total % 60)))
+  fi
   v=runs/$name/eval-val/metrics.json t=runs/$name/eval-test/metrics.json
   test_cols="not scored | | | "
   if [ -f "$t" ]; then
     test_cols="$(ci "$t" roc_auc) | $(val3 "$t" average_precision) | $(val3 "$t" sensitivity) / $(val3 "$t" specificity) | $(val3 "$t" sensitivity_at_specificity_90)"
   fi
-  cmd="\`$flags${eval_flags:+ }$eval_flags\`"
+  cmd="\`$flags\`"
+  [ ${#members[@]} -gt 1 ] && cmd="\`$flags\` (ensemble)"
+  [ ${#members[@]} -le 1 ] && [ -n "$eval_flags" ] && cmd="\`$flags${flags:+ }$eval_flags\`"
   [ -z "$flags$eval_flags" ] && cmd="(none)"
   rows+="| $name | $what | $cmd | $wall | $(ci "$v" roc_auc) | $(val3 "$v" average_precision) | $(val3 "$v" sensitivity) / $(val3 "$v" specificity) | $test_cols |"$'\n'
 done

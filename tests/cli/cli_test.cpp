@@ -81,6 +81,23 @@ TEST(Cli, TrainEvaluatePredictWithHeatMaps) {
   EXPECT_NE(r.output.find("roc_auc"), std::string::npos);
   EXPECT_TRUE(std::filesystem::exists(rundir + "/eval-test/report.md"));
 
+  // An ensemble of a model with itself scores as the model alone; its
+  // threshold is chosen on validation, and it needs its own --out.
+  r = run("evaluate -m " + rundir + "/best.safetensors --ensemble " + rundir + "/best.safetensors --data " + rundir +
+          "/split.csv --split test --bootstrap 100");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("--out"), std::string::npos) << r.output;
+  r = run("evaluate -m " + rundir + "/best.safetensors --ensemble " + rundir + "/best.safetensors --data " + rundir +
+          "/split.csv --split test --bootstrap 100 -o " + (dir / "ens"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  {
+    const auto single = nlohmann::json::parse(fracture::util::read_file(rundir + "/eval-test/metrics.json"));
+    const auto ens = nlohmann::json::parse(fracture::util::read_file(dir / "ens/metrics.json"));
+    EXPECT_NEAR(ens["metrics"]["roc_auc"]["value"].get<double>(), single["metrics"]["roc_auc"]["value"].get<double>(), 1e-9);
+    EXPECT_NE(ens["threshold_rule"].get<std::string>().find("ensemble of 2"), std::string::npos) << ens.dump();
+    EXPECT_NE(ens["model"].get<std::string>().find(" + "), std::string::npos);
+  }
+
   fracture::util::write_file_atomic(dir / "broken.png", "not a png");
   r = run("predict -m " + rundir + "/best.safetensors " + (dir / "test/fracture") + " " + (dir / "broken.png") +
           " --cam " + (dir / "cams") + " --out " + (dir / "p.csv"));

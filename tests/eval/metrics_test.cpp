@@ -34,6 +34,11 @@ TEST(Metrics, ThresholdsFromValidation) {
   EXPECT_DOUBLE_EQ(youden_threshold(y, p), 0.5);
   EXPECT_DOUBLE_EQ(threshold_for_sensitivity(y, p, 1.0), 0.325);
   EXPECT_DOUBLE_EQ(threshold_for_sensitivity(y, p, 0.7), 0.5);
+  // The same by rule name, as `fracture train --threshold` and ensembles choose.
+  EXPECT_DOUBLE_EQ(choose_threshold("youden", y, p), 0.5);
+  EXPECT_DOUBLE_EQ(choose_threshold("sensitivity:1", y, p), 0.325);
+  EXPECT_DOUBLE_EQ(choose_threshold("fixed:0.42", y, p), 0.42);
+  EXPECT_THROW(choose_threshold("best", y, p), std::invalid_argument);
   // The validation decisions at the chosen threshold survive rounding-sized changes of the scores.
   for (const double eps : {-1e-6, 1e-6}) {
     std::vector<double> q = p;

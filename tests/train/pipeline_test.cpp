@@ -38,6 +38,7 @@ train::TrainOptions quick_options(const std::string& out, int image_size = 160, 
   o.seed = 5;
   o.threads = 2;
   o.freeze = freeze;
+  o.mixup = 0;  // the tests below check learning on tiny data; mixup has its own test
   return o;
 }
 
@@ -195,4 +196,25 @@ TEST_F(Pipeline, AugmentedViewsChangeWhatTheCachedRunSees) {
   EXPECT_NE(plain.history[1].train_loss, views.history[1].train_loss);
   o.out_dir = dir / "views2";
   EXPECT_DOUBLE_EQ(train::train(d, o).history[1].train_loss, views.history[1].train_loss);  // still seeded
+}
+
+// Feature-map augmentation and mixup change what a cached run trains on,
+// and stay reproducible for a seed.
+TEST_F(Pipeline, FeatureAugmentAndMixupAreSeededRegularisers) {
+  ft::TempDir dir;
+  ft::make_square_dataset(dir, 8, 4, 64);
+  const data::Dataset d = data::load_dataset(dir.path.string());
+  auto o = quick_options(dir / "plain", 64, 2, "last:2");
+  const double plain = train::train(d, o).history[1].train_loss;
+  for (const char* lever : {"feature_augment", "mixup"}) {
+    auto v = o;
+    if (std::string(lever) == "mixup") v.mixup = 0.4; else v.feature_augment = true;
+    v.out_dir = dir / (std::string(lever) + "1");
+    const double first = train::train(d, v).history[1].train_loss;
+    v.out_dir = dir / (std::string(lever) + "2");
+    const double again = train::train(d, v).history[1].train_loss;
+    EXPECT_TRUE(std::isfinite(first)) << lever;
+    EXPECT_NE(first, plain) << lever;
+    EXPECT_DOUBLE_EQ(first, again) << lever;
+  }
 }

@@ -1,5 +1,6 @@
 #include <spdlog/spdlog.h>
 
+#include <cmath>
 #include <filesystem>
 #include <iostream>
 
@@ -9,6 +10,7 @@
 #include "fracture/cli/inference_flags.h"
 #include "fracture/data/dataset.h"
 #include "fracture/data/loader.h"
+#include "fracture/eval/metrics.h"
 #include "fracture/eval/report.h"
 #include "fracture/train/checkpoint.h"
 #include "fracture/train/inference.h"
@@ -22,6 +24,7 @@ void add_evaluate_command(CLI::App& app) {
     int bootstrap = 1000;
     uint64_t seed = 0;
     double threshold = -1;
+    std::vector<std::string> ensemble;
   };
   auto a = std::make_shared<Args>();
   add_inference_flags(cmd, *a);
@@ -31,35 +34,82 @@ void add_evaluate_command(CLI::App& app) {
   cmd->add_option("--bootstrap", a->bootstrap, "Bootstrap resamples for the confidence intervals")->capture_default_str();
   cmd->add_option("--seed", a->seed, "Bootstrap seed")->capture_default_str();
   cmd->add_option("--threshold", a->threshold, "Override the model's operating threshold (chosen on validation)");
+  cmd->add_option("--ensemble", a->ensemble,
+                  "More trained models to combine with --model (mean of log-odds); the threshold is then chosen "
+                  "on the validation split of --data (Youden's J). Needs --out")
+      ->check(CLI::ExistingFile);
   cmd->footer(
       "The threshold is the one stored with the model (chosen on validation); choose it on the\n"
       "validation split, report the test split once.\n\n"
-      "Example:\n  fracture evaluate --model runs/lite0/best.safetensors --data runs/lite0/split.csv --split test");
+      "Examples:\n  fracture evaluate --model runs/lite0/best.safetensors --data runs/lite0/split.csv --split test\n"
+      "  fracture evaluate -m runs/lite0-384/best.safetensors --ensemble runs/lite1-320/best.safetensors \\\n"
+      "      --data runs/split.csv --split val -o runs/ensemble/eval-val");
   cmd->callback([a] {
-    auto [m, device, lo] = load_for_inference(*a);
+    if (!a->ensemble.empty() && a->out.empty()) throw CLI::ValidationError("--ensemble", "needs --out (there is no one run folder)");
+    // Every member with its own preprocessing (sizes may differ).
+    std::vector<ReadyModel> members;
+    members.push_back(load_for_inference(*a));
+    for (const auto& path : a->ensemble) {
+      InferenceFlags f = *a;
+      f.model = path;
+      members.push_back(load_for_inference(f));
+      if (members.back().model.info.class_names != members[0].model.info.class_names)
+        throw std::runtime_error(path + ": its classes differ from " + a->model + "'s");
+    }
+    const auto& info = members[0].model.info;
+    if (info.class_names.size() != 2) throw std::runtime_error("evaluate reports binary metrics; this model has " +
+                                                               std::to_string(info.class_names.size()) + " classes");
     data::Dataset d = data::load_dataset(a->data);
+    // Positive-class probability of every sample (NaN: unreadable).
+    auto score = [&](const std::vector<data::Sample>& samples, const std::string& split) {
+      std::vector<torch::Tensor> probs;
+      for (size_t k = 0; k < members.size(); ++k) {
+        auto& [m, device, lo] = members[k];
+        data::DataLoader loader(samples, lo);
+        const std::string label = members.size() > 1 ? fmt::format("scoring {} ({}/{})", split, k + 1, members.size()) : "scoring " + split;
+        probs.push_back(train::predict_probabilities(*m.net, loader, device, a->tta, label));
+        if (k == 0)
+          for (const auto& f : loader.stats().failures) spdlog::warn("left out: {}", f);
+      }
+      auto col = train::combine_probabilities(probs).select(1, 1).contiguous();
+      return std::vector<double>(col.data_ptr<float>(), col.data_ptr<float>() + col.numel());
+    };
     std::vector<data::Sample> samples = a->split == "all" ? d.samples : d.subset(a->split);
     if (samples.empty()) throw std::runtime_error(a->data + ": no samples in split '" + a->split + "'");
-    if (m.info.class_names.size() != 2) throw std::runtime_error("evaluate reports binary metrics; this model has " +
-                                                                 std::to_string(m.info.class_names.size()) + " classes");
-    data::DataLoader loader(samples, lo);
-    auto probs = train::predict_probabilities(*m.net, loader, device, a->tta, "scoring " + a->split);
-    for (const auto& f : loader.stats().failures) spdlog::warn("left out: {}", f);
     eval::EvaluationInput in;
     in.samples = samples;
-    auto col = probs.select(1, 1).contiguous();
-    in.probabilities.assign(col.data_ptr<float>(), col.data_ptr<float>() + col.numel());
-    in.threshold = a->threshold >= 0 ? a->threshold : m.info.threshold;
-    in.threshold_rule = a->threshold >= 0 ? "set with --threshold" : m.info.threshold_rule;
+    in.probabilities = score(samples, a->split);
+    in.threshold = info.threshold;
+    in.threshold_rule = info.threshold_rule;
+    if (a->threshold >= 0) {
+      in.threshold = a->threshold;
+      in.threshold_rule = "set with --threshold";
+    } else if (members.size() > 1) {
+      // No member's stored threshold fits the combination: choose one the way
+      // training does, on validation.
+      auto val = d.subset("val");
+      if (val.empty()) throw std::runtime_error(a->data + ": no validation split to choose the ensemble's threshold on; give --threshold");
+      auto p = a->split == "val" ? in.probabilities : score(val, "val (for the threshold)");
+      std::vector<int> yv;
+      std::vector<double> pv;
+      for (size_t i = 0; i < val.size(); ++i)
+        if (!std::isnan(p[i])) {
+          yv.push_back(val[i].label == 1);
+          pv.push_back(p[i]);
+        }
+      in.threshold = eval::choose_threshold("youden", yv, pv);
+      in.threshold_rule = fmt::format("youden on validation, ensemble of {}", members.size());
+    }
     in.model = a->model;
+    for (const auto& path : a->ensemble) in.model += " + " + path;
     in.split = a->split;
-    in.positive_class = m.info.class_names[1];
+    in.positive_class = info.class_names[1];
     eval::EvaluationOptions opt;
     const std::filesystem::path model_dir = std::filesystem::path(a->model).parent_path();
     opt.out_dir = a->out.empty() ? (model_dir / ("eval-" + a->split)).string() : a->out;
     opt.bootstrap = a->bootstrap;
     opt.seed = a->seed;
-    opt.training_metrics = (model_dir / "metrics.jsonl").string();
+    if (members.size() == 1) opt.training_metrics = (model_dir / "metrics.jsonl").string();
     const auto j = eval::write_evaluation(in, opt);
     std::cout << fmt::format("{} split: {} images, {} positive, threshold {:.4f}\n", a->split, j["n"].get<int>(),
                              j["positives"].get<int>(), in.threshold);

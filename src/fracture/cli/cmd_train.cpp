@@ -69,6 +69,7 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--warmup", o->warmup_epochs, "Linear warm-up, in epochs")->capture_default_str();
   cmd->add_option("--schedule", o->schedule, "After warm-up: cosine or constant")->capture_default_str()->check(CLI::IsMember({"cosine", "constant"}));
   cmd->add_option("--label-smoothing", o->label_smoothing, "Label smoothing")->capture_default_str();
+  cmd->add_option("--mixup", o->mixup, "mixup: train on blends of pairs of inputs (cached feature maps or images) and their losses, weight ~ Beta(A, A) (0: off)")->capture_default_str();
   cmd->add_option("--balance", o->balance, "Class imbalance: loss (class-weighted), sampler (balanced batches) or none")
       ->capture_default_str()->check(CLI::IsMember({"loss", "sampler", "none"}));
   cmd->add_option("--ema", o->ema_decay, "Weight EMA decay, e.g. 0.999 (0: off)")->capture_default_str();
@@ -77,6 +78,7 @@ void add_train_command(CLI::App& app) {
   cmd->add_flag("--no-augment", *no_augment, "No train-time augmentation");
   cmd->add_option("--cache", o->cache, "Frozen-feature cache: ram, disk (reused by --resume) or off")
       ->capture_default_str()->check(CLI::IsMember({"ram", "disk", "off"}));
+  cmd->add_flag("--feature-augment", o->feature_augment, "With cached features: mirror and shift the cached feature maps each epoch (no extra caching cost)");
   cmd->add_option("--augment-views", o->cache_views,
                   "With cached features: cache K views of each training image (1 plain, K-1 augmented); each epoch draws one")
       ->capture_default_str();

@@ -233,4 +233,11 @@ double threshold_for_sensitivity(const std::vector<int>& y, const std::vector<do
   return 0.0;
 }
 
+double choose_threshold(const std::string& rule, const std::vector<int>& labels, const std::vector<double>& probs) {
+  if (rule == "youden") return youden_threshold(labels, probs);
+  if (rule.rfind("sensitivity:", 0) == 0) return threshold_for_sensitivity(labels, probs, std::stod(rule.substr(12)));
+  if (rule.rfind("fixed:", 0) == 0) return std::stod(rule.substr(6));
+  throw std::invalid_argument("threshold rule must be youden, sensitivity:S or fixed:T, not '" + rule + "'");
+}
+
 }  // namespace fracture::eval

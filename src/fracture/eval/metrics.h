@@ -67,5 +67,7 @@ double sensitivity_at_specificity(const std::vector<int>& labels, const std::vec
                                   double min_specificity);
 // Highest threshold whose sensitivity reaches `target` (keeps specificity as high as possible).
 double threshold_for_sensitivity(const std::vector<int>& labels, const std::vector<double>& probs, double target);
+// By rule: "youden", "sensitivity:S" (threshold_for_sensitivity) or "fixed:T".
+double choose_threshold(const std::string& rule, const std::vector<int>& labels, const std::vector<double>& probs);
 
 }  // namespace fracture::eval

@@ -1,6 +1,7 @@
 #include "fracture/train/inference.h"
 
 #include <limits>
+#include <stdexcept>
 
 #include "fracture/models/layers.h"
 #include "fracture/models/memory_format.h"
@@ -58,6 +59,17 @@ torch::Tensor predict_probabilities(models::ClassifierImpl& net, data::DataLoade
   }
   if (bar) bar->finish();
   return out;
+}
+
+torch::Tensor combine_probabilities(const std::vector<torch::Tensor>& members) {
+  if (members.empty()) throw std::invalid_argument("combine_probabilities: no members");
+  if (members.size() == 1) return members[0];
+  auto log_sum = torch::zeros_like(members[0]);
+  for (const auto& p : members) {
+    if (!p.sizes().equals(members[0].sizes())) throw std::invalid_argument("combine_probabilities: members differ in shape");
+    log_sum += torch::log(p.clamp_min(1e-12));  // NaN stays NaN
+  }
+  return torch::softmax(log_sum / static_cast<double>(members.size()), 1);
 }
 
 }  // namespace fracture::train

@@ -31,4 +31,10 @@ torch::Tensor forward_in_chunks(const std::function<torch::Tensor(const torch::T
 torch::Tensor predict_probabilities(models::ClassifierImpl& net, data::DataLoader& loader, torch::Device device,
                                     bool tta = false, const std::string& progress_label = "");
 
+// An ensemble's probabilities from its members' ([N, classes] each): the
+// normalised geometric mean, softmax(mean log p). For two classes that is the
+// mean of the members' log-odds, so a confident member is not diluted the way
+// an arithmetic mean of probabilities dilutes it. NaN rows stay NaN.
+torch::Tensor combine_probabilities(const std::vector<torch::Tensor>& members);
+
 }  // namespace fracture::train

@@ -18,6 +18,7 @@
 #include "fracture/models/registry.h"
 #include "fracture/models/weights_io.h"
 #include "fracture/train/checkpoint.h"
+#include "fracture/train/feature_augment.h"
 #include "fracture/train/inference.h"
 #include "fracture/util/atomic_file.h"
 #include "fracture/util/hash.h"
@@ -142,13 +143,6 @@ EpochRecord record_from_json(const nlohmann::json& j) {
   return r;
 }
 
-double choose_threshold(const std::string& rule, const std::vector<int>& y, const std::vector<double>& p) {
-  if (rule == "youden") return eval::youden_threshold(y, p);
-  if (rule.rfind("sensitivity:", 0) == 0) return eval::threshold_for_sensitivity(y, p, std::stod(rule.substr(12)));
-  if (rule.rfind("fixed:", 0) == 0) return std::stod(rule.substr(6));
-  throw std::invalid_argument("threshold rule must be youden, sensitivity:S or fixed:T, not '" + rule + "'");
-}
-
 }  // namespace
 
 int first_trainable_stage(const std::string& freeze, int num_stages) {
@@ -201,9 +195,11 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
   for (auto& p : params) n_trainable += p.numel();
   spdlog::info("{}: {} of {} stages frozen, {:.2f}M trainable parameters, {} px, {} on {}", o.model, first, stages,
                n_trainable / 1e6, pre.size, use_cache ? "frozen features cached" : "images streamed", device.str());
-  if (use_cache && o.augment && o.cache_views <= 1)
-    spdlog::info("augmentation is off while frozen features are cached: --augment-views K caches K views "
-                 "(K times the caching cost), --cache off augments at full cost");
+  const bool augment_features = use_cache && o.augment && o.feature_augment && first < stages;
+  if (use_cache && o.augment && o.cache_views <= 1 && !augment_features)
+    spdlog::info("images are not augmented while frozen features are cached: --augment-views K caches K views "
+                 "(K times the caching cost), --feature-augment mirrors and shifts the cached maps, --cache off "
+                 "augments at full cost");
 
   fs::create_directories(o.out_dir);
   const std::string last_path = o.out_dir + "/last.safetensors", best_path = o.out_dir + "/best.safetensors";
@@ -401,7 +397,19 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
       lr = lr_at(step++, total_steps, warmup_steps, o.lr, o.schedule);
       for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
       optimizer->zero_grad();
-      auto loss = loss_fn(forward_trainable(x.to(device)), y.to(device));
+      torch::Tensor loss;
+      if (o.mixup > 0 && x.size(0) > 1) {
+        // mixup (Zhang et al. 2018): train on convex blends of pairs of inputs
+        // (cached feature maps, or images) against the same blend of losses.
+        std::gamma_distribution<double> gamma(o.mixup, 1.0);
+        const double g1 = gamma(order_rng), g2 = gamma(order_rng), lam = g1 / (g1 + g2);
+        auto perm = torch::randperm(x.size(0), torch::kLong);
+        auto mixed = (lam * x + (1 - lam) * x.index_select(0, perm)).contiguous(x.suggest_memory_format());
+        auto logits = forward_trainable(mixed.to(device));
+        loss = lam * loss_fn(logits, y.to(device)) + (1 - lam) * loss_fn(logits, y.index_select(0, perm).to(device));
+      } else {
+        loss = loss_fn(forward_trainable(x.to(device)), y.to(device));
+      }
       loss.backward();
       if (o.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(params, o.clip_grad_norm);
       optimizer->step();
@@ -425,7 +433,9 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
       auto idx_all = torch::tensor(order), rows_all = torch::tensor(rows);
       for (int64_t b = 0; b < n_train && !(stop && *stop); b += o.batch_size) {
         const int64_t e = std::min(n_train, b + o.batch_size);
-        train_step(train_feat.x.index_select(0, rows_all.slice(0, b, e)), train_feat.y.index_select(0, idx_all.slice(0, b, e)));
+        auto x = train_feat.x.index_select(0, rows_all.slice(0, b, e));
+        if (augment_features) x = augment_feature_maps(x);
+        train_step(x, train_feat.y.index_select(0, idx_all.slice(0, b, e)));
       }
     } else {
       train_loader->start_epoch(epoch);
@@ -467,7 +477,7 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
       info.threshold = 0.5;
       if (classes == 2) {
         auto [y, p] = binary_scores(probs, labels, 1);
-        info.threshold = choose_threshold(o.threshold_rule, y, p);
+        info.threshold = eval::choose_threshold(o.threshold_rule, y, p);
         info.threshold_rule = o.threshold_rule + " on validation, epoch " + std::to_string(rec.epoch);
       }
       info.extra = {{"val_roc_auc", rec.val_auc}, {"val_average_precision", rec.val_ap}, {"epoch", rec.epoch},
