@@ -39,7 +39,7 @@ runs=(
   "lite0-views4|--size 224 --augment-views 4 --mixup 0||+ 3 augmented cached views"
   "lite0-320|--size 320 --mixup 0||320 px"
   "lite0-320-tta|@lite0-320|--tta|320 px + mirror TTA"
-  "lite0-384|--size 384 --mixup 0||384 px (the default recipe)"
+  "lite0-384|--size 384 --mixup 0||384 px (the default recipe and shipped model until the third session)"
   "lite0-384-tta|@lite0-384|--tta|384 px + mirror TTA"
   "lite0-320-clahe|--size 320 --clahe --mixup 0||320 px + CLAHE"
   "lite0-448|--size 448 --mixup 0||448 px"

@@ -95,7 +95,7 @@ void add_train_command(CLI::App& app) {
       "metrics.jsonl (one line per epoch), config.toml (every option, reusable with --config),\n"
       "split.csv, threshold.json, train.log. Ctrl-C stops after the current batch; --resume continues.\n\n"
       "Examples:\n"
-      "  fracture train --data runs/split.csv --out runs/lite0-384     # the default recipe: ~25-30 min on 2 cores\n"
+      "  fracture train --data runs/split.csv --out runs/lite0-384     # the default recipe: ~20 min on 2 cores\n"
       "  fracture train --data runs/split.csv --freeze head --size 224 --out runs/head   # a 2-minute first look\n"
       "  fracture train --config runs/lite0/config.toml --out runs/again");
   cmd->callback([=] {
