@@ -186,6 +186,7 @@ def main():
             out_dir = os.path.join(work, f"full{rep}")
             log, rss, pss, _ = run([args.fracture, "train", "--data", paths["train.csv"], "--out", out_dir,
                                     "--freeze", "full", "--cache", "off", "--epochs", "1", "--size", str(args.size),
+                                    "--mixup", "0",  # the baseline has none: the same work on both sides
                                     *ours_extra], env)
             model = args.model or os.path.join(out_dir, "best.safetensors")
             if "train" in args.only:
@@ -198,7 +199,7 @@ def main():
             head_dir = os.path.join(work, f"head{rep}")
             log, rss, pss, _ = run([args.fracture, "train", "--data", paths["train.csv"], "--out", head_dir,
                                     "--freeze", "head", "--cache", "ram", "--epochs", "3", "--size", str(args.size),
-                                    *ours_extra], env)
+                                    "--mixup", "0", *ours_extra], env)
             record("cached", "ours", statistics.median(epoch_rates(head_dir)), rss, pss, rep)
         if "predict" in args.only:
             for batch in (1, 32):

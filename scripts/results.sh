@@ -49,6 +49,8 @@ runs=(
   "lite0-384-faug|--feature-augment --mixup 0||384 px + cached feature maps mirrored and shifted each epoch"
   "lite2-320|--model efficientnet_lite2 --size 320 --mixup 0||EfficientNet-Lite2, 320 px"
   "lite0-384-mixup|--mixup 0.4||384 px + mixup of cached feature maps (the default recipe since the third session)"
+  "lite0-384-mixup-seed7|--seed 7||the default recipe (mixup), seed 7"
+  "lite0-384-seed7|--seed 7 --mixup 0||384 px without mixup, seed 7"
   "ens-lite0-lite1|@lite0-384-rerun+lite1-320||ensemble: lite0-384-rerun + lite1-320 (mean log-odds)"
   "ens-lite012|@lite0-384-rerun+lite1-320+lite2-320||ensemble: + lite2-320"
   "ens-lite0-x2|@lite0-384+lite0-384-rerun||ensemble of the two plain Lite0-384 runs"
