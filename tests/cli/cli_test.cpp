@@ -69,7 +69,8 @@ TEST(Cli, TrainEvaluatePredictWithHeatMaps) {
   auto r = run("train --data " + dir.path.string() + " --out " + rundir + " --size 96 --epochs 3 --lr 3e-3 --seed 1");
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("val ROC-AUC"), std::string::npos);
-  for (const char* f : {"best.safetensors", "config.toml", "split.csv", "train.log", "metrics.jsonl"})
+  EXPECT_NE(r.output.find("average of epochs 1-3"), std::string::npos) << r.output;  // the default --average 6
+  for (const char* f : {"best.safetensors", "best-epoch.safetensors", "config.toml", "split.csv", "train.log", "metrics.jsonl"})
     EXPECT_TRUE(std::filesystem::exists(rundir + "/" + f)) << f;
 
   // The written config reproduces the run's options.

@@ -73,6 +73,11 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--balance", o->balance, "Class imbalance: loss (class-weighted), sampler (balanced batches) or none")
       ->capture_default_str()->check(CLI::IsMember({"loss", "sampler", "none"}));
   cmd->add_option("--ema", o->ema_decay, "Weight EMA decay, e.g. 0.999 (0: off)")->capture_default_str();
+  cmd->add_option("--average", o->average_last,
+                  "Checkpoint averaging: the model is the mean of the weights after each of the last K epochs "
+                  "(0: the epoch with the best validation ROC-AUC)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--clip-grad", o->clip_grad_norm, "Gradient norm clipping (0: off)")->capture_default_str();
   cmd->add_option("--patience", o->patience, "Early stopping: epochs without validation ROC-AUC gain (0: off)")->capture_default_str();
   cmd->add_flag("--no-augment", *no_augment, "No train-time augmentation");
@@ -91,7 +96,9 @@ void add_train_command(CLI::App& app) {
   cmd->add_flag("--resume", o->resume, "Continue the run in --out from its last completed epoch");
   cmd->add_option("--stop-after", o->stop_after_epochs, "End this invocation after N epochs (continue later with --resume)");
   cmd->footer(
-      "Writes to --out: best.safetensors (the model to use, with its threshold), last.safetensors,\n"
+      "Writes to --out: best.safetensors (the model to use, with its threshold chosen on validation: the\n"
+      "average of the last K epochs, or with --average 0 the best epoch), best-epoch.safetensors and\n"
+      "epoch-NN.safetensors (the best single epoch and the K averaged ones), last.safetensors,\n"
       "metrics.jsonl (one line per epoch), config.toml (every option, reusable with --config),\n"
       "split.csv, threshold.json, train.log. Ctrl-C stops after the current batch; --resume continues.\n\n"
       "Examples:\n"
@@ -110,9 +117,13 @@ void add_train_command(CLI::App& app) {
     std::signal(SIGINT, on_sigint);
     const auto r = train::train(d, *o, &g_stop);
     std::signal(SIGINT, SIG_DFL);
-    if (r.best_epoch > 0)
+    if (!r.averaged.empty())
+      spdlog::info("model: {}, val ROC-AUC {:.4f}, threshold {:.4f} -> {} (best single epoch: {}, {:.4f} -> {}) ({} in all)",
+                   r.averaged, r.model_val_auc, r.threshold, r.model, r.best_epoch, r.best_val_auc,
+                   r.best_epoch_model, util::format_duration(r.seconds));
+    else if (r.best_epoch > 0)
       spdlog::info("best: epoch {} val ROC-AUC {:.4f}, threshold {:.4f} -> {} ({} in all)", r.best_epoch,
-                   r.best_val_auc, r.threshold, r.best_model, util::format_duration(r.seconds));
+                   r.best_val_auc, r.threshold, r.model, util::format_duration(r.seconds));
     spdlog::default_logger()->sinks().pop_back();
     if (r.interrupted) throw CLI::RuntimeError(130);
   });

@@ -1,5 +1,6 @@
 #include "fracture/train/checkpoint.h"
 
+#include <map>
 #include <stdexcept>
 
 #include "fracture/models/name_map.h"
@@ -53,6 +54,32 @@ void save_model(const std::string& path, models::ClassifierImpl& net, const Mode
   models::TensorMap state;
   for (auto& [k, v] : models::module_state(net)) state[k] = v.detach().to(torch::kCPU);
   models::save_safetensors(path, state, {{"fracture", info.to_json().dump()}});
+}
+
+models::TensorMap average_weights(const std::vector<std::string>& paths) {
+  if (paths.empty()) throw std::invalid_argument("average_weights: no model files");
+  models::TensorMap sum;  // floating weights summed in float64
+  std::map<std::string, torch::ScalarType> dtype;
+  for (const auto& path : paths) {
+    auto t = models::load_safetensors(path).tensors;
+    if (sum.empty()) {
+      for (auto& [k, v] : t) {
+        dtype[k] = v.scalar_type();
+        sum[k] = v.is_floating_point() ? v.to(torch::kFloat64) : v;
+      }
+      continue;
+    }
+    if (t.size() != sum.size()) throw std::runtime_error(path + ": holds a different set of weights than " + paths[0]);
+    for (auto& [k, v] : sum) {
+      auto it = t.find(k);
+      if (it == t.end() || !it->second.sizes().equals(v.sizes()))
+        throw std::runtime_error(path + ": weight '" + k + "' is missing or has another shape than in " + paths[0]);
+      v = v.is_floating_point() ? v.add_(it->second.to(torch::kFloat64)) : it->second;
+    }
+  }
+  for (auto& [k, v] : sum)
+    if (v.is_floating_point()) v = (v / static_cast<double>(paths.size())).to(dtype.at(k));
+  return sum;
 }
 
 LoadedModel load_model(const std::string& path) {

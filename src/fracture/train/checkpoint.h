@@ -11,6 +11,7 @@
 
 #include "fracture/data/transforms.h"
 #include "fracture/models/classifier.h"
+#include "fracture/models/weights_io.h"
 
 namespace fracture::train {
 
@@ -35,6 +36,11 @@ struct LoadedModel {
 void save_model(const std::string& path, models::ClassifierImpl& net, const ModelInfo& info);
 // Throws naming the file if it is not a fracture model or does not fit.
 LoadedModel load_model(const std::string& path);
+
+// Uniform mean of the weights in several model files of one architecture
+// (checkpoint averaging); integer buffers (BatchNorm's batch counters) are
+// taken from the last file. Throws naming the file that does not match.
+models::TensorMap average_weights(const std::vector<std::string>& paths);
 
 std::string resize_mode_name(data::ResizeMode m);
 data::ResizeMode parse_resize_mode(const std::string& s);

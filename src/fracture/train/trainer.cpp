@@ -202,7 +202,11 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
                  "augments at full cost");
 
   fs::create_directories(o.out_dir);
-  const std::string last_path = o.out_dir + "/last.safetensors", best_path = o.out_dir + "/best.safetensors";
+  // With averaging, best.safetensors (the model to use) is written once, at
+  // the end; the best single epoch is kept beside it.
+  const bool averaging = o.average_last > 0;
+  const std::string last_path = o.out_dir + "/last.safetensors", model_path = o.out_dir + "/best.safetensors";
+  const std::string best_path = averaging ? o.out_dir + "/best-epoch.safetensors" : model_path;
   const std::string state_json = o.out_dir + "/train_state.json", state_pt = o.out_dir + "/train_state.pt";
 
   // Class balance from the training labels.
@@ -282,7 +286,9 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
   if (o.ema_decay > 0) ema = std::make_unique<Ema>(*net, o.ema_decay);
 
   TrainResult result;
-  result.best_model = best_path;
+  result.model = model_path;
+  result.best_epoch_model = best_path;
+  if (averaging && !o.resume && best_path != model_path) fs::remove(model_path);  // an older run's, not this one's
   result.last_model = last_path;
   int start_epoch = 0;
   int since_best = 0;
@@ -382,6 +388,19 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
     return auc / n;
   };
 
+  // The operating threshold, chosen on these validation probabilities.
+  auto set_threshold = [&](ModelInfo& mi, const torch::Tensor& probs, const torch::Tensor& labels, const std::string& what) {
+    mi.threshold_rule = "default 0.5";
+    mi.threshold = 0.5;
+    if (classes == 2) {
+      auto [y, p] = binary_scores(probs, labels, 1);
+      mi.threshold = eval::choose_threshold(o.threshold_rule, y, p);
+      mi.threshold_rule = o.threshold_rule + " on validation, " + what;
+    }
+  };
+  auto snapshot_path = [&](int epoch) { return fmt::format("{}/epoch-{:02d}.safetensors", o.out_dir, epoch); };
+  const int first_averaged = std::max(1, o.epochs - o.average_last + 1);
+
   std::mt19937_64 order_rng(util::mix_seed(o.seed, 0xfeed));
   for (int epoch = start_epoch; epoch < o.epochs; ++epoch) {
     // Every epoch's randomness (order, dropout, augmentation) derives from
@@ -473,13 +492,7 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
       result.best_epoch = rec.epoch;
       result.best_val_auc = rec.val_auc;
       since_best = 0;
-      info.threshold_rule = "default 0.5";
-      info.threshold = 0.5;
-      if (classes == 2) {
-        auto [y, p] = binary_scores(probs, labels, 1);
-        info.threshold = eval::choose_threshold(o.threshold_rule, y, p);
-        info.threshold_rule = o.threshold_rule + " on validation, epoch " + std::to_string(rec.epoch);
-      }
+      set_threshold(info, probs, labels, "epoch " + std::to_string(rec.epoch));
       info.extra = {{"val_roc_auc", rec.val_auc}, {"val_average_precision", rec.val_ap}, {"epoch", rec.epoch},
                     {"train_images", n_train}, {"freeze", o.freeze}, {"seed", o.seed}};
       save_model(best_path, *net, info);
@@ -491,6 +504,7 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
     ModelInfo last_info = info;
     last_info.extra["epoch"] = rec.epoch;
     save_model(last_path, *net, last_info);
+    if (averaging && rec.epoch >= first_averaged) save_model(snapshot_path(rec.epoch), *net, last_info);
     if (ema) {
       ema->swap();  // back to raw weights for training
       models::TensorMap raw;
@@ -528,13 +542,43 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
       break;
     }
   }
+  result.model_val_auc = result.best_val_auc;
+  const bool finished = !result.history.empty() && result.history.back().epoch == o.epochs;
+  if (averaging && finished) {
+    // Checkpoint averaging: one flatter point at the end of the trajectory,
+    // scored once on validation, instead of its luckiest epoch.
+    std::vector<std::string> snapshots;
+    for (int e = first_averaged; e <= o.epochs; ++e) snapshots.push_back(snapshot_path(e));
+    result.averaged = fmt::format("average of epochs {}-{}", first_averaged, o.epochs);
+    models::load_into(*net, average_weights(snapshots), result.averaged);
+    double val_loss = 0, val_ap = 0;
+    auto [probs, labels] = validate(val_loss);
+    result.model_val_auc = selection_auc(probs, labels, val_ap);
+    set_threshold(info, probs, labels, result.averaged);
+    info.extra = {{"val_roc_auc", result.model_val_auc}, {"val_average_precision", val_ap},
+                  {"averaged_epochs", {first_averaged, o.epochs}}, {"best_epoch", result.best_epoch},
+                  {"best_epoch_val_roc_auc", result.best_val_auc}, {"train_images", n_train},
+                  {"freeze", o.freeze}, {"seed", o.seed}};
+    save_model(model_path, *net, info);
+    result.threshold = info.threshold;
+    spdlog::info("{}: val loss {:.4f}, val ROC-AUC {:.4f}, AP {:.4f}", result.averaged, val_loss, result.model_val_auc,
+                 val_ap);
+  } else if (averaging && !result.interrupted && result.early_stopped) {
+    spdlog::warn("--average {}: training stopped early, so the best epoch is copied to {} instead of an average",
+                 o.average_last, model_path);
+    util::write_file_atomic(model_path, util::read_file(best_path));
+  }
+  // Until an averaged run has finished, its best model so far is the best epoch.
+  if (averaging && !finished && !result.early_stopped) result.model = best_path;
   if (result.best_epoch > 0) {
     // The operating threshold travels with the model; a copy for people.
     util::write_file_atomic(o.out_dir + "/threshold.json",
-                            nlohmann::json{{"threshold", result.threshold},
+                            nlohmann::json{{"model", fs::path(result.model).filename().string()},
+                                           {"threshold", result.threshold},
                                            {"rule", info.threshold_rule},
+                                           {"val_roc_auc", result.model_val_auc},
                                            {"best_epoch", result.best_epoch},
-                                           {"val_roc_auc", result.best_val_auc}}
+                                           {"best_epoch_val_roc_auc", result.best_val_auc}}
                                 .dump(2));
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
