@@ -70,6 +70,7 @@ TEST(Cli, TrainEvaluatePredictWithHeatMaps) {
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("val ROC-AUC"), std::string::npos);
   EXPECT_NE(r.output.find("average of epochs 1-3"), std::string::npos) << r.output;  // the default --average 6
+  EXPECT_NE(r.output.find("box supervision off: no fractured training image has boxes"), std::string::npos) << r.output;
   for (const char* f : {"best.safetensors", "best-epoch.safetensors", "config.toml", "split.csv", "train.log", "metrics.jsonl"})
     EXPECT_TRUE(std::filesystem::exists(rundir + "/" + f)) << f;
 

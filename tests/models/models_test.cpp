@@ -57,6 +57,38 @@ TEST(Models, StagesComposeToForwardAndHeadResets) {
   }
 }
 
+TEST(Models, CellPoolingIsASoftMaximumOverTheCellsLogOdds) {
+  for (const char* name : {"efficientnet_lite0", "resnet18"}) {
+    auto m = find_model(name).build(2);
+    m->eval();
+    torch::NoGradGuard g;
+    auto feats = torch::randn({2, m->num_features(), 3, 4});
+    const auto avg = m->forward_head(feats);  // cell pooling off: the architecture's head
+    const auto d = m->cell_log_odds(feats);   // [2, 3, 4]
+    ASSERT_EQ(d.sizes(), (std::vector<int64_t>{2, 3, 4}));
+    // The classifier is linear, so the mean cell log-odds is the average head's log-odds.
+    EXPECT_TRUE(torch::allclose(d.mean({1, 2}), avg.select(1, 1) - avg.select(1, 0), 1e-4, 1e-5)) << name;
+    const auto pooled_log_odds = [&](double r) {
+      m->set_cell_pooling(r);
+      const auto z = m->forward_head(feats);
+      EXPECT_TRUE(torch::allclose(torch::softmax(z, 1).select(1, 1), torch::sigmoid(z.select(1, 1) - z.select(1, 0))));
+      return z.select(1, 1) - z.select(1, 0);
+    };
+    // Gentle pooling is near the mean; sharp pooling near the strongest cell (within log(12) / r).
+    EXPECT_TRUE(torch::allclose(pooled_log_odds(1e-3), d.mean({1, 2}), 1e-2, 1e-2)) << name;
+    const auto max = std::get<0>(d.flatten(1).max(1));
+    const auto sharp = pooled_log_odds(200);
+    EXPECT_TRUE((sharp <= max + 1e-5).all().item<bool>() && (sharp >= max - std::log(12.0) / 200 - 1e-5).all().item<bool>())
+        << name << sharp << max;
+    // r = 4 by its definition.
+    const auto by_hand = (torch::logsumexp(4 * d.flatten(1), 1) - std::log(12.0)) / 4;
+    EXPECT_TRUE(torch::allclose(pooled_log_odds(4), by_hand, 1e-5, 1e-5)) << name;
+    EXPECT_THROW(m->set_cell_pooling(-1), std::invalid_argument);
+  }
+  EXPECT_THROW(find_model("resnet18").build(3)->set_cell_pooling(4), std::invalid_argument);
+  EXPECT_THROW(find_model("vgg16").build(2)->cell_logits(torch::randn({1, 512, 7, 7})), std::invalid_argument);
+}
+
 TEST(Models, LiteScalingKeepsStemHeadAndEndStages) {
   auto lite2 = std::dynamic_pointer_cast<EfficientNetImpl>(find_model("efficientnet_lite2").build(1000));
   ASSERT_TRUE(lite2);

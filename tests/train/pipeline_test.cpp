@@ -40,6 +40,8 @@ train::TrainOptions quick_options(const std::string& out, int image_size = 160, 
   o.freeze = freeze;
   o.mixup = 0;  // the tests below check learning on tiny data; mixup has its own test
   o.average_last = 0;  // the best epoch is the model; averaging has its own tests (average_test.cpp)
+  o.cell_pooling = 0;  // average pooling; cell pooling and boxes have their own tests (box_supervision_test.cpp)
+  o.box_loss = 0;
   return o;
 }
 

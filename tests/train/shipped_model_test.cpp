@@ -35,6 +35,7 @@ TEST(ShippedModel, LoadsAndDescribesItself) {
   EXPECT_GT(m.info.threshold, 0.0);
   EXPECT_LT(m.info.threshold, 1.0);
   EXPECT_GE(m.info.preprocess.size, 224);
+  EXPECT_DOUBLE_EQ(m.net->cell_pooling(), m.info.cell_pooling);  // it pools as it was trained
 }
 
 TEST(ShippedModel, SaneAndDeterministicOnAGeneratedImage) {

@@ -78,6 +78,17 @@ void add_train_command(CLI::App& app) {
                   "(0: the epoch with the best validation ROC-AUC)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--box-loss", o->box_loss,
+                  "Box supervision: weight of a per-cell loss that teaches where the training images' fracture "
+                  "boxes are (FracAtlas Annotations/YOLO; without boxes training goes on without it; 0: off)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--cell-pooling", o->cell_pooling,
+                  "Multiple-instance pooling: the image's fracture log-odds is a soft maximum (log-sum-exp, "
+                  "sharpness R) over the feature map's cells instead of their mean; with --box-loss the boxes "
+                  "supervise those cells (0: average pooling)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--clip-grad", o->clip_grad_norm, "Gradient norm clipping (0: off)")->capture_default_str();
   cmd->add_option("--patience", o->patience, "Early stopping: epochs without validation ROC-AUC gain (0: off)")->capture_default_str();
   cmd->add_flag("--no-augment", *no_augment, "No train-time augmentation");

@@ -138,9 +138,14 @@ std::vector<std::shared_ptr<torch::nn::Module>> EfficientNetImpl::stage_modules(
   return {blocks[index - 1]};
 }
 
-torch::Tensor EfficientNetImpl::forward_head(torch::Tensor features) {
+torch::Tensor EfficientNetImpl::forward_average_head(torch::Tensor features) {
   auto x = torch::adaptive_avg_pool2d(features, {1, 1}).flatten(1);
   return classifier(dropout(x));
+}
+
+torch::Tensor EfficientNetImpl::cell_logits(torch::Tensor features) {
+  const auto& w = classifier->weight;
+  return torch::conv2d(dropout(features), w.view({w.size(0), w.size(1), 1, 1}), classifier->bias);
 }
 
 std::vector<BlockLayout> EfficientNetImpl::layout() const {

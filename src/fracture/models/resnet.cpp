@@ -71,8 +71,12 @@ std::vector<std::shared_ptr<torch::nn::Module>> ResNetImpl::stage_modules(int in
   return {layers_.at(index - 1).ptr()};
 }
 
-torch::Tensor ResNetImpl::forward_head(torch::Tensor features) {
+torch::Tensor ResNetImpl::forward_average_head(torch::Tensor features) {
   return fc(torch::adaptive_avg_pool2d(features, {1, 1}).flatten(1));
+}
+
+torch::Tensor ResNetImpl::cell_logits(torch::Tensor features) {
+  return torch::conv2d(features, fc->weight.view({fc->weight.size(0), fc->weight.size(1), 1, 1}), fc->bias);
 }
 
 }  // namespace fracture::models

@@ -33,7 +33,8 @@ class ResNetImpl : public ClassifierImpl {
   int num_stages() const override { return 5; }
   torch::Tensor forward_stage(int index, torch::Tensor x) override;
   std::vector<std::shared_ptr<torch::nn::Module>> stage_modules(int index) override;
-  torch::Tensor forward_head(torch::Tensor features) override;
+  torch::Tensor forward_average_head(torch::Tensor features) override;
+  torch::Tensor cell_logits(torch::Tensor features) override;
   int64_t num_features() const override { return num_features_; }
   int64_t num_classes() const override { return fc->options.out_features(); }
   void reset_classifier(int64_t num_classes) override;

@@ -57,8 +57,12 @@ std::vector<std::shared_ptr<torch::nn::Module>> VGGImpl::stage_modules(int index
   return out;
 }
 
-torch::Tensor VGGImpl::forward_head(torch::Tensor feats) {
+torch::Tensor VGGImpl::forward_average_head(torch::Tensor feats) {
   return classifier->forward(torch::adaptive_avg_pool2d(feats, {7, 7}).flatten(1));
+}
+
+torch::Tensor VGGImpl::cell_logits(torch::Tensor) {
+  throw std::invalid_argument("vgg: its classifier is a three-layer MLP over a 7x7 grid, not one linear layer per cell");
 }
 
 }  // namespace fracture::models

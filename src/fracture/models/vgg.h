@@ -12,7 +12,8 @@ class VGGImpl : public ClassifierImpl {
   int num_stages() const override { return static_cast<int>(stages_.size()); }
   torch::Tensor forward_stage(int index, torch::Tensor x) override;
   std::vector<std::shared_ptr<torch::nn::Module>> stage_modules(int index) override;
-  torch::Tensor forward_head(torch::Tensor features) override;
+  torch::Tensor forward_average_head(torch::Tensor features) override;
+  torch::Tensor cell_logits(torch::Tensor features) override;
   int64_t num_features() const override { return 512; }
   int64_t num_classes() const override;
   void reset_classifier(int64_t num_classes) override;

@@ -28,6 +28,7 @@ nlohmann::json ModelInfo::to_json() const {
           {"std", preprocess.std},
           {"threshold", threshold},
           {"threshold_rule", threshold_rule},
+          {"cell_pooling", cell_pooling},
           {"extra", extra}};
 }
 
@@ -43,6 +44,7 @@ ModelInfo ModelInfo::from_json(const nlohmann::json& j, const std::string& origi
     m.preprocess.std = j.at("std").get<std::array<float, 3>>();
     m.threshold = j.at("threshold").get<double>();
     m.threshold_rule = j.value("threshold_rule", "");
+    m.cell_pooling = j.value("cell_pooling", 0.0);  // absent in models saved before it existed
     m.extra = j.value("extra", nlohmann::json::object());
     return m;
   } catch (const std::exception& e) {
@@ -92,6 +94,7 @@ LoadedModel load_model(const std::string& path) {
   out.info = ModelInfo::from_json(nlohmann::json::parse(it->second), path);
   out.net = models::find_model(out.info.architecture).build(static_cast<int64_t>(out.info.class_names.size()));
   models::load_into(*out.net, contents.tensors, path);
+  out.net->set_cell_pooling(out.info.cell_pooling);
   out.net->eval();
   return out;
 }

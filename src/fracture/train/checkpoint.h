@@ -21,6 +21,7 @@ struct ModelInfo {
   data::PreprocessOptions preprocess;
   double threshold = 0.5;  // on the positive-class probability (binary models)
   std::string threshold_rule = "default 0.5";
+  double cell_pooling = 0;  // ClassifierImpl::set_cell_pooling; 0: average pooling
   nlohmann::json extra = nlohmann::json::object();  // training summary, metrics, provenance
 
   nlohmann::json to_json() const;

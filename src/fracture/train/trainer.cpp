@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -11,6 +12,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "fracture/data/boxes.h"
 #include "fracture/data/loader.h"
 #include "fracture/eval/metrics.h"
 #include "fracture/models/memory_format.h"
@@ -34,6 +36,7 @@ struct Cached {
   torch::Tensor x;       // [n, ...] float32, CPU
   torch::Tensor y;       // [n] int64
   bool pooled = false;   // x is [n, C]: all stages frozen, only the head trains
+  std::vector<size_t> index;  // row -> sample (unreadable images have no row)
 };
 
 // view 0 is the plain image; views > 0 are seeded random augmentations.
@@ -50,6 +53,7 @@ Cached extract_features(models::ClassifierImpl& net, int first_trainable, const 
   torch::NoGradGuard no_grad;
   net.eval();
   std::vector<torch::Tensor> xs, ys;
+  std::vector<size_t> index;
   const bool pooled = first_trainable >= net.num_stages();
   util::Progress bar("caching " + what + " features" + (view > 0 ? " (augmented view " + std::to_string(view) + ")" : ""),
                      static_cast<int64_t>(samples.size()));
@@ -60,11 +64,74 @@ Cached extract_features(models::ClassifierImpl& net, int first_trainable, const 
     if (pooled) f = torch::adaptive_avg_pool2d(f, {1, 1}).flatten(1);
     xs.push_back(f.to(torch::kCPU));
     ys.push_back(b->labels);
+    index.insert(index.end(), b->indices.begin(), b->indices.end());
     bar.advance(static_cast<int64_t>(b->indices.size()));
   }
   bar.finish();
   if (xs.empty()) throw std::runtime_error("no readable images in the " + what + " set");
-  return {torch::cat(xs), torch::cat(ys), pooled};
+  return {torch::cat(xs), torch::cat(ys), pooled, index};
+}
+
+constexpr const char* kNoBoxes =
+    "no fractured training image has boxes (FracAtlas keeps them in <root>/Annotations/YOLO/<image stem>.txt)";
+
+// Box supervision targets for the cached training rows: [n, 1, h, w] masks of
+// the feature-map cells that overlap a fracture box, and [n] whether a row's
+// target is known (a negative image has no fracture anywhere; a fractured one
+// without boxes, or whose label and boxes disagree, has no cell targets).
+struct BoxTargets {
+  torch::Tensor mask, known;
+  int64_t boxed = 0;  // fractured images with boxes
+};
+
+// Whether the model's classifier can score single cells (cell pooling needs it).
+bool has_linear_head(models::ClassifierImpl& net, torch::Device device) {
+  try {
+    torch::NoGradGuard g;
+    net.cell_logits(torch::zeros({1, net.num_features(), 1, 1}, torch::TensorOptions().device(device)));
+    return true;
+  } catch (const std::invalid_argument&) {
+    return false;
+  }
+}
+
+BoxTargets box_targets(const std::vector<data::Sample>& samples, const std::vector<size_t>& rows, int64_t h,
+                       int64_t w) {
+  std::vector<torch::Tensor> masks;
+  std::vector<float> known;
+  int64_t boxed = 0, positives = 0;
+  for (size_t r : rows) {
+    const auto& s = samples.at(r);
+    std::vector<data::Box> boxes;
+    bool ok = true;
+    if (const std::string file = data::fracatlas_box_file(s.path); !file.empty()) {
+      try {
+        boxes = data::read_yolo_boxes(file);
+      } catch (const std::exception& e) {
+        spdlog::warn("{}; {} gets no box loss", e.what(), s.path);
+        ok = false;
+      }
+    }
+    const bool positive = s.label == 1;
+    positives += positive;
+    boxed += positive && ok && !boxes.empty();
+    known.push_back(ok && positive != boxes.empty() ? 1.f : 0.f);
+    masks.push_back(data::box_mask(boxes, h, w).unsqueeze(0));
+  }
+  if (boxed > 0)
+    spdlog::info("box supervision: {} of {} fractured training images have boxes, on a {}x{} grid", boxed, positives,
+                 h, w);
+  return {torch::stack(masks), torch::tensor(known), boxed};
+}
+
+// Cross-entropy of each cell's fracture logit against its box mask. Fracture
+// cells are about 1% of all cells, so the two kinds each carry half the loss.
+torch::Tensor box_loss(const torch::Tensor& cells, const torch::Tensor& target, const torch::Tensor& known) {
+  const auto k = known.view({-1, 1, 1, 1}).expand_as(target);
+  const auto pos = target * k, neg = (1 - target) * k;
+  const auto bce = torch::nn::functional::binary_cross_entropy_with_logits(
+      cells, target, torch::nn::functional::BinaryCrossEntropyWithLogitsFuncOptions().reduction(torch::kNone));
+  return 0.5 * (bce * pos).sum() / pos.sum().clamp_min(1) + 0.5 * (bce * neg).sum() / neg.sum().clamp_min(1);
 }
 
 double lr_at(int64_t step, int64_t total, int64_t warmup, double base, const std::string& schedule) {
@@ -195,6 +262,38 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
   for (auto& p : params) n_trainable += p.numel();
   spdlog::info("{}: {} of {} stages frozen, {:.2f}M trainable parameters, {} px, {} on {}", o.model, first, stages,
                n_trainable / 1e6, pre.size, use_cache ? "frozen features cached" : "images streamed", device.str());
+  // Cell pooling and box supervision are on by default; where they cannot
+  // apply (other data, other settings) training goes on without them and says
+  // why, before the features are cached (which takes minutes).
+  TrainResult result;
+  result.cell_pooling = o.cell_pooling;
+  if (result.cell_pooling > 0) {
+    std::string why;
+    if (classes != 2) why = "it needs two classes";
+    else if (first >= stages) why = "--freeze head caches pooled features, not cells";
+    else if (!has_linear_head(*net, device)) why = o.model + "'s classifier is not one linear layer";
+    if (!why.empty()) {
+      spdlog::warn("cell pooling off: {}; the model averages its feature map", why);
+      result.cell_pooling = 0;
+    }
+  }
+  net->set_cell_pooling(result.cell_pooling);
+  double box_weight = o.box_loss;
+  if (box_weight > 0) {
+    std::string why;
+    if (!use_cache || first >= stages) why = "it needs cached feature maps (--freeze last:K, --cache ram or disk)";
+    else if (o.resize != data::ResizeMode::Stretch) why = "--resize letterbox moves the image but not its boxes";
+    else if (o.augment && (o.cache_views > 1 || o.feature_augment)) why = "augmented views move the image but not its boxes";
+    else if (classes != 2) why = "it needs two classes";
+    else if (std::none_of(train_set.begin(), train_set.end(), [](const data::Sample& s) {
+               return s.label == 1 && !data::fracatlas_box_file(s.path).empty();
+             }))
+      why = kNoBoxes;
+    if (!why.empty()) {
+      spdlog::info("box supervision off: {}", why);
+      box_weight = 0;
+    }
+  }
   const bool augment_features = use_cache && o.augment && o.feature_augment && first < stages;
   if (use_cache && o.augment && o.cache_views <= 1 && !augment_features)
     spdlog::info("images are not augmented while frozen features are cached: --augment-views K caches K views "
@@ -235,6 +334,8 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
       auto t = models::load_safetensors(disk).tensors;
       train_feat = {t.at("train_x"), t.at("train_y"), first >= stages};
       val_feat = {t.at("val_x"), t.at("val_y"), first >= stages};
+      const auto rows = t.count("train_index") ? t.at("train_index") : torch::arange(train_feat.y.size(0));
+      for (int64_t i = 0; i < rows.size(0); ++i) train_feat.index.push_back(static_cast<size_t>(rows[i].item<int64_t>()));
       spdlog::info("reusing cached features {}", disk);
     } else {
       // Augmentation with a cache: several augmented views of every training
@@ -248,6 +349,7 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
       val_feat = extract_features(*net, first, val_set, pre, o.workers, device, "val");
       if (o.cache == "disk")
         models::save_safetensors(disk, {{"train_x", train_feat.x}, {"train_y", train_feat.y},
+                                        {"train_index", torch::tensor(std::vector<int64_t>(train_feat.index.begin(), train_feat.index.end()))},
                                         {"val_x", val_feat.x}, {"val_y", val_feat.y}});
     }
     if (!sample_weights.empty()) {  // re-derive weights over the readable samples
@@ -281,11 +383,39 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
   const int64_t total_steps = steps_per_epoch_final * o.epochs;
   const int64_t warmup_steps = static_cast<int64_t>(o.warmup_epochs * steps_per_epoch_final);
 
+  // Box supervision: per-cell fracture log-odds learn which cells the boxes
+  // cover - the classifier's own with cell pooling, else those of a separate
+  // 1x1 conv that exists only during training (the saved model is the
+  // classifier alone). It tells the trainable stages where fractures are,
+  // which ~420 image labels say only weakly.
+  torch::nn::Conv2d box_head{nullptr};
+  BoxTargets boxes;
+  const std::string box_head_path = o.out_dir + "/box_head.safetensors";
+  if (box_weight > 0) {
+    int64_t h = 0, w = 0;
+    {
+      torch::NoGradGuard g;
+      net->eval();
+      const auto f = net->forward_stages(train_feat.x.slice(0, 0, 1).to(device), first, stages);
+      h = f.size(2);
+      w = f.size(3);
+    }
+    boxes = box_targets(train_set, train_feat.index, h, w);
+    result.boxed_images = boxes.boxed;
+    if (boxes.boxed == 0) {
+      spdlog::warn("box supervision off: {}", kNoBoxes);
+      box_weight = 0;
+    } else if (result.cell_pooling <= 0) {
+      box_head = torch::nn::Conv2d(torch::nn::Conv2dOptions(net->num_features(), 1, 1));
+      box_head->to(device);
+      for (auto& p : box_head->parameters()) params.push_back(p);
+    }
+  }
+
   auto optimizer = make_optimizer(o, params);
   std::unique_ptr<Ema> ema;
   if (o.ema_decay > 0) ema = std::make_unique<Ema>(*net, o.ema_decay);
 
-  TrainResult result;
   result.model = model_path;
   result.best_epoch_model = best_path;
   if (averaging && !o.resume && best_path != model_path) fs::remove(model_path);  // an older run's, not this one's
@@ -298,6 +428,12 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
     torch::serialize::InputArchive ar;
     ar.load_from(state_pt);
     optimizer->load(ar);
+    if (box_head) {
+      const auto t = models::load_safetensors(box_head_path).tensors;
+      torch::NoGradGuard g;
+      box_head->weight.copy_(t.at("weight"));
+      box_head->bias.copy_(t.at("bias"));
+    }
     for (const auto& r : st.at("history")) result.history.push_back(record_from_json(r));
     start_epoch = st.at("epochs_done");
     result.best_epoch = st.at("best_epoch");
@@ -319,6 +455,7 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
   info.architecture = o.model;
   info.class_names = dataset.class_names;
   info.preprocess = pre;
+  info.cell_pooling = result.cell_pooling;
   if (start_epoch > 0 && fs::exists(best_path)) {  // the best model so far keeps its threshold
     const auto meta = models::load_safetensors(best_path).metadata;
     info = ModelInfo::from_json(nlohmann::json::parse(meta.at("fracture")), best_path);
@@ -333,6 +470,20 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
     if (use_cache && train_feat.pooled) return net->forward_head(x.view({x.size(0), x.size(1), 1, 1}));
     if (use_cache) return net->forward_head(net->forward_stages(x, first, stages));
     return net->forward(x);
+  };
+  // Training forward: logits, and with box supervision each cell's fracture
+  // log-odds ([N, 1, h, w]): the pooled classifier's own with cell pooling,
+  // else the separate box head's.
+  auto forward_train = [&](const torch::Tensor& x, torch::Tensor& cells) {
+    if (box_weight <= 0) return forward_trainable(x);
+    const auto f = net->forward_stages(x, first, stages);
+    if (box_head) {
+      cells = box_head->forward(f);
+      return net->forward_head(f);
+    }
+    const auto d = net->cell_log_odds(f);
+    cells = d.unsqueeze(1);
+    return net->pool_log_odds(d);
   };
   auto loss_fn = [&](const torch::Tensor& logits, const torch::Tensor& y) {
     auto opts = torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(o.label_smoothing);
@@ -412,7 +563,8 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
     double loss_sum = 0;
     int64_t seen = 0, step = static_cast<int64_t>(epoch) * steps_per_epoch_final;
     double lr = o.lr;
-    auto train_step = [&](const torch::Tensor& x, const torch::Tensor& y) {
+    // rows: the batch's rows of the cached training set (for box targets).
+    auto train_step = [&](const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& rows) {
       lr = lr_at(step++, total_steps, warmup_steps, o.lr, o.schedule);
       for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
       optimizer->zero_grad();
@@ -424,10 +576,20 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
         const double g1 = gamma(order_rng), g2 = gamma(order_rng), lam = g1 / (g1 + g2);
         auto perm = torch::randperm(x.size(0), torch::kLong);
         auto mixed = (lam * x + (1 - lam) * x.index_select(0, perm)).contiguous(x.suggest_memory_format());
-        auto logits = forward_trainable(mixed.to(device));
+        torch::Tensor cells;
+        auto logits = forward_train(mixed.to(device), cells);
         loss = lam * loss_fn(logits, y.to(device)) + (1 - lam) * loss_fn(logits, y.index_select(0, perm).to(device));
+        if (cells.defined()) {
+          const auto m = boxes.mask.index_select(0, rows), k = boxes.known.index_select(0, rows);
+          loss = loss + box_weight * box_loss(cells, (lam * m + (1 - lam) * m.index_select(0, perm)).to(device),
+                                              (k * k.index_select(0, perm)).to(device));
+        }
       } else {
-        loss = loss_fn(forward_trainable(x.to(device)), y.to(device));
+        torch::Tensor cells;
+        loss = loss_fn(forward_train(x.to(device), cells), y.to(device));
+        if (cells.defined())
+          loss = loss + box_weight * box_loss(cells, boxes.mask.index_select(0, rows).to(device),
+                                              boxes.known.index_select(0, rows).to(device));
       }
       loss.backward();
       if (o.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(params, o.clip_grad_norm);
@@ -454,14 +616,15 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
         const int64_t e = std::min(n_train, b + o.batch_size);
         auto x = train_feat.x.index_select(0, rows_all.slice(0, b, e));
         if (augment_features) x = augment_feature_maps(x);
-        train_step(x, train_feat.y.index_select(0, idx_all.slice(0, b, e)));
+        const auto rows = idx_all.slice(0, b, e);
+        train_step(x, train_feat.y.index_select(0, rows), rows);
       }
     } else {
       train_loader->start_epoch(epoch);
       while (!(stop && *stop)) {
         auto batch = train_loader->next();
         if (!batch) break;
-        train_step(batch->images, batch->labels);
+        train_step(batch->images, batch->labels, {});
       }
     }
     if (stop && *stop) {
@@ -514,6 +677,9 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
     {
       torch::serialize::OutputArchive ar;
       optimizer->save(ar);
+      if (box_head)
+        models::save_safetensors(box_head_path, {{"weight", box_head->weight.detach().to(torch::kCPU)},
+                                                 {"bias", box_head->bias.detach().to(torch::kCPU)}});
       const std::string tmp = state_pt + ".tmp";
       ar.save_to(tmp);
       fs::rename(tmp, state_pt);

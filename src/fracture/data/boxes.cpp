@@ -1,0 +1,61 @@
+#include "fracture/data/boxes.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+namespace fs = std::filesystem;
+
+namespace fracture::data {
+
+std::string fracatlas_box_file(const std::string& image_path) {
+  const fs::path image(image_path);
+  const fs::path root = image.parent_path().parent_path().parent_path();
+  if (image.parent_path().parent_path().filename() != "images") return {};
+  const fs::path file = root / "Annotations" / "YOLO" / (image.stem().string() + ".txt");
+  return fs::is_regular_file(file) ? file.string() : std::string{};
+}
+
+std::vector<Box> read_yolo_boxes(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error(path + ": cannot open");
+  std::vector<Box> boxes;
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    std::istringstream fields(line);
+    double cls, cx, cy, w, h;
+    std::string rest;
+    if (!(fields >> cls >> cx >> cy >> w >> h) || (fields >> rest))
+      throw std::runtime_error(path + ":" + std::to_string(n) + ": expected 'class cx cy w h', got '" + line + "'");
+    const bool inside = w > 0 && h > 0 && cx - w / 2 > -1e-3 && cy - h / 2 > -1e-3 && cx + w / 2 < 1 + 1e-3 &&
+                        cy + h / 2 < 1 + 1e-3;
+    if (!std::isfinite(cx + cy + w + h) || !inside)
+      throw std::runtime_error(path + ":" + std::to_string(n) + ": box outside the image: '" + line + "'");
+    boxes.push_back({static_cast<float>(cx), static_cast<float>(cy), static_cast<float>(w), static_cast<float>(h)});
+  }
+  return boxes;
+}
+
+torch::Tensor box_mask(const std::vector<Box>& boxes, int64_t h, int64_t w) {
+  auto mask = torch::zeros({h, w});
+  auto m = mask.accessor<float, 2>();
+  for (const auto& b : boxes) {
+    // Cells [floor(left * w), ceil(right * w)) overlap the box; every box covers at least one cell.
+    const auto span = [](double lo, double hi, int64_t n) {
+      int64_t a = std::clamp<int64_t>(static_cast<int64_t>(std::floor(lo * n)), 0, n - 1);
+      int64_t z = std::clamp<int64_t>(static_cast<int64_t>(std::ceil(hi * n)), a + 1, n);
+      return std::make_pair(a, z);
+    };
+    const auto [x0, x1] = span(b.cx - b.w / 2, b.cx + b.w / 2, w);
+    const auto [y0, y1] = span(b.cy - b.h / 2, b.cy + b.h / 2, h);
+    for (int64_t y = y0; y < y1; ++y)
+      for (int64_t x = x0; x < x1; ++x) m[y][x] = 1;
+  }
+  return mask;
+}
+
+}  // namespace fracture::data

@@ -1,0 +1,29 @@
+#pragma once
+// Fracture bounding boxes, as FracAtlas ships them: one YOLO text file per
+// image (Annotations/YOLO/<stem>.txt, "class cx cy w h" per line, all four
+// normalised to the image). Training can use them to tell the network where
+// the fracture is (train::TrainOptions::box_loss); nothing at inference does.
+#include <torch/torch.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace fracture::data {
+
+struct Box {
+  float cx = 0, cy = 0, w = 0, h = 0;  // centre and size, fractions of the image's width and height
+};
+
+// The annotation file of a FracAtlas image (<root>/images/<class>/<stem>.jpg
+// -> <root>/Annotations/YOLO/<stem>.txt), or empty when there is none.
+std::string fracatlas_box_file(const std::string& image_path);
+
+// Parses a YOLO label file. Throws std::runtime_error naming the file and line
+// for a line that is not five numbers with a box inside the image.
+std::vector<Box> read_yolo_boxes(const std::string& path);
+
+// [h, w] float map of a stretched image's grid: 1 where a cell overlaps a box, else 0.
+torch::Tensor box_mask(const std::vector<Box>& boxes, int64_t h, int64_t w);
+
+}  // namespace fracture::data
