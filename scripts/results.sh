@@ -62,6 +62,7 @@ runs=(
   "lite0-384-box|--box-loss 1 --cell-pooling 0||the default recipe + box supervision: a separate 1x1 conv learns which cells the fracture boxes cover (auxiliary loss, weight 1); the classifier still averages"
   "lite0-384-mil|--box-loss 1 --cell-pooling 4||multiple-instance pooling: the image's log-odds is a soft maximum (log-sum-exp, r = 4) over the cells' log-odds, which the fracture boxes supervise (the default recipe and shipped model since the fifth session)"
   "lite0-384-mil-seed7|--box-loss 1 --cell-pooling 4 --seed 7||the same, seed 7"
+  "lite0-384-mil-seed1|--box-loss 1 --cell-pooling 4 --seed 1||the same, seed 1 (run after the decision, as a check)"
   "lite0-384-last4-6ep|--freeze last:4 --epochs 6 --average 3 --box-loss 0 --cell-pooling 0||stage 5 trained too, 6 epochs to fit the budget, mean of epochs 4–6"
 )
 
