@@ -70,7 +70,7 @@ TEST(AverageWeights, NamesTheFileThatDoesNotFit) {
 }
 
 TEST(AverageWeights, TrainingWritesTheMeanOfTheLastEpochsAndResumes) {
-  if (!std::filesystem::exists(models::imagenet_weights_path(models::find_model("efficientnet_lite0"))))
+  if (!ft::have_lite0())
     GTEST_SKIP() << "Lite0 ImageNet weights missing: run scripts/setup.sh";
   ft::TempDir dir;
   ft::make_square_dataset(dir, 8, 4, 64);

@@ -97,14 +97,11 @@ int top_cells_in_box(const data::Dataset& d, const std::vector<data::Box>& val_b
   return hits;
 }
 
-bool have_lite0() {
-  return std::filesystem::exists(models::imagenet_weights_path(models::find_model("efficientnet_lite0")));
-}
 
 }  // namespace
 
 TEST(BoxSupervision, LearnsWhereTheFractureIsAndResumes) {
-  if (!have_lite0()) GTEST_SKIP() << "Lite0 ImageNet weights missing: run scripts/setup.sh";
+  if (!ft::have_lite0()) GTEST_SKIP() << "Lite0 ImageNet weights missing: run scripts/setup.sh";
   ft::TempDir dir;
   std::vector<data::Box> val_boxes;
   const auto d = boxed_square_dataset(dir, 24, 10, 128, &val_boxes);
@@ -134,7 +131,7 @@ TEST(BoxSupervision, LearnsWhereTheFractureIsAndResumes) {
 }
 
 TEST(BoxSupervision, CellPoolingTrainsTheClassifiersOwnCells) {
-  if (!have_lite0()) GTEST_SKIP() << "Lite0 ImageNet weights missing: run scripts/setup.sh";
+  if (!ft::have_lite0()) GTEST_SKIP() << "Lite0 ImageNet weights missing: run scripts/setup.sh";
   ft::TempDir dir;
   std::vector<data::Box> val_boxes;
   const auto d = boxed_square_dataset(dir, 24, 10, 128, &val_boxes);
@@ -154,7 +151,7 @@ TEST(BoxSupervision, CellPoolingTrainsTheClassifiersOwnCells) {
 }
 
 TEST(BoxSupervision, TurnsOffWhereBoxesCannotFollowAndSaysWhy) {
-  if (!have_lite0()) GTEST_SKIP() << "Lite0 ImageNet weights missing: run scripts/setup.sh";
+  if (!ft::have_lite0()) GTEST_SKIP() << "Lite0 ImageNet weights missing: run scripts/setup.sh";
   ft::TempDir dir;
   const auto d = boxed_square_dataset(dir, 2, 2, 64);
   auto o = box_options(dir / "run");
@@ -176,7 +173,7 @@ TEST(BoxSupervision, TurnsOffWhereBoxesCannotFollowAndSaysWhy) {
 }
 
 TEST(BoxSupervision, DataWithoutBoxesTrainsWithoutIt) {
-  if (!have_lite0()) GTEST_SKIP() << "Lite0 ImageNet weights missing: run scripts/setup.sh";
+  if (!ft::have_lite0()) GTEST_SKIP() << "Lite0 ImageNet weights missing: run scripts/setup.sh";
   ft::TempDir dir;
   ft::make_square_dataset(dir, 3, 2, 64);  // ImageFolder layout: no boxes anywhere
   auto o = box_options(dir / "run");

@@ -4,9 +4,15 @@
 // do not. Small enough to train on in seconds.
 #include <fstream>
 
+#include "fracture/models/registry.h"
 #include "helpers.h"
 
 namespace fracture::testing {
+
+// Tests that fine-tune need Lite0's ImageNet weights (scripts/setup.sh fetches them).
+inline bool have_lite0() {
+  return std::filesystem::exists(models::imagenet_weights_path(models::find_model("efficientnet_lite0")));
+}
 
 struct SquareImage {
   std::string path;

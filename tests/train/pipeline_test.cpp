@@ -22,10 +22,6 @@ using namespace fracture;
 
 namespace {
 
-bool have_lite0() {
-  return std::filesystem::exists(models::imagenet_weights_path(models::find_model("efficientnet_lite0")));
-}
-
 train::TrainOptions quick_options(const std::string& out, int image_size = 160, int epochs = 8,
                                   const std::string& freeze = "head") {
   train::TrainOptions o;
@@ -50,7 +46,7 @@ train::TrainOptions quick_options(const std::string& out, int image_size = 160, 
 class Pipeline : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(have_lite0()) << "Lite0 ImageNet weights missing: run scripts/setup.sh";
+    ASSERT_TRUE(ft::have_lite0()) << "Lite0 ImageNet weights missing: run scripts/setup.sh";
   }
 };
 

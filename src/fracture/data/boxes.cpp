@@ -13,9 +13,9 @@ namespace fracture::data {
 
 std::string fracatlas_box_file(const std::string& image_path) {
   const fs::path image(image_path);
-  const fs::path root = image.parent_path().parent_path().parent_path();
-  if (image.parent_path().parent_path().filename() != "images") return {};
-  const fs::path file = root / "Annotations" / "YOLO" / (image.stem().string() + ".txt");
+  const fs::path images = image.parent_path().parent_path();  // <root>/images
+  if (images.filename() != "images") return {};
+  const fs::path file = images.parent_path() / "Annotations" / "YOLO" / (image.stem().string() + ".txt");
   return fs::is_regular_file(file) ? file.string() : std::string{};
 }
 

@@ -5,7 +5,6 @@
 // the fracture is (train::TrainOptions::box_loss); nothing at inference does.
 #include <torch/torch.h>
 
-#include <optional>
 #include <string>
 #include <vector>
 

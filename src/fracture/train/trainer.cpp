@@ -334,8 +334,8 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
       auto t = models::load_safetensors(disk).tensors;
       train_feat = {t.at("train_x"), t.at("train_y"), first >= stages};
       val_feat = {t.at("val_x"), t.at("val_y"), first >= stages};
-      const auto rows = t.count("train_index") ? t.at("train_index") : torch::arange(train_feat.y.size(0));
-      for (int64_t i = 0; i < rows.size(0); ++i) train_feat.index.push_back(static_cast<size_t>(rows[i].item<int64_t>()));
+      const auto rows = (t.count("train_index") ? t.at("train_index") : torch::arange(train_feat.y.size(0))).contiguous();
+      train_feat.index.assign(rows.data_ptr<int64_t>(), rows.data_ptr<int64_t>() + rows.numel());
       spdlog::info("reusing cached features {}", disk);
     } else {
       // Augmentation with a cache: several augmented views of every training
@@ -568,7 +568,12 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
       lr = lr_at(step++, total_steps, warmup_steps, o.lr, o.schedule);
       for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
       optimizer->zero_grad();
-      torch::Tensor loss;
+      torch::Tensor loss, cells;  // cells: per-cell log-odds, with box supervision
+      torch::Tensor mask, known;  // and their box targets
+      if (box_weight > 0) {
+        mask = boxes.mask.index_select(0, rows);
+        known = boxes.known.index_select(0, rows);
+      }
       if (o.mixup > 0 && x.size(0) > 1) {
         // mixup (Zhang et al. 2018): train on convex blends of pairs of inputs
         // (cached feature maps, or images) against the same blend of losses.
@@ -576,21 +581,16 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
         const double g1 = gamma(order_rng), g2 = gamma(order_rng), lam = g1 / (g1 + g2);
         auto perm = torch::randperm(x.size(0), torch::kLong);
         auto mixed = (lam * x + (1 - lam) * x.index_select(0, perm)).contiguous(x.suggest_memory_format());
-        torch::Tensor cells;
         auto logits = forward_train(mixed.to(device), cells);
         loss = lam * loss_fn(logits, y.to(device)) + (1 - lam) * loss_fn(logits, y.index_select(0, perm).to(device));
-        if (cells.defined()) {
-          const auto m = boxes.mask.index_select(0, rows), k = boxes.known.index_select(0, rows);
-          loss = loss + box_weight * box_loss(cells, (lam * m + (1 - lam) * m.index_select(0, perm)).to(device),
-                                              (k * k.index_select(0, perm)).to(device));
+        if (cells.defined()) {  // the boxes blend like the images; a cell's target is known if both are
+          mask = lam * mask + (1 - lam) * mask.index_select(0, perm);
+          known = known * known.index_select(0, perm);
         }
       } else {
-        torch::Tensor cells;
         loss = loss_fn(forward_train(x.to(device), cells), y.to(device));
-        if (cells.defined())
-          loss = loss + box_weight * box_loss(cells, boxes.mask.index_select(0, rows).to(device),
-                                              boxes.known.index_select(0, rows).to(device));
       }
+      if (cells.defined()) loss = loss + box_weight * box_loss(cells, mask.to(device), known.to(device));
       loss.backward();
       if (o.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(params, o.clip_grad_norm);
       optimizer->step();
