@@ -6,7 +6,9 @@
 set -euo pipefail
 root=${1:?usage: $0 LIBTORCH_DIR}
 cd "$(dirname "$0")/.."
-inc=(-I"$root/include" -I"$root/include/torch/csrc/api/include" -Isrc -I/usr/include/opencv4 -I/usr/include/dcmtk)
+# As CMakeLists.txt does: Debian's fmt (spdlog's) in front of LibTorch's own fmt.
+fmt_first=$(mktemp -d); trap 'rm -rf "$fmt_first"' EXIT; ln -s /usr/include/fmt "$fmt_first/fmt"
+inc=(-I"$fmt_first" -I"$root/include" -I"$root/include/torch/csrc/api/include" -Isrc -I/usr/include/opencv4 -I/usr/include/dcmtk)
 status=0
 for f in src/fracture/*/*.cpp; do
   if ! g++ -std=c++17 -fsyntax-only -DFRACTURE_VERSION='"check"' -DSPDLOG_FMT_EXTERNAL "${inc[@]}" "$f" 2>/tmp/libtorch2_check.err; then

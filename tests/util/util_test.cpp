@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <dlfcn.h>
+
 #include <filesystem>
 
 #include "fracture/util/atomic_file.h"
@@ -48,4 +50,15 @@ TEST(Hash, Fnv1aKnownValuesAndSeedMixing) {
   EXPECT_NE(util::mix_seed(1, 2, 3), util::mix_seed(1, 3, 2));
   EXPECT_EQ(util::mix_seed(1, 2, 3), util::mix_seed(1, 2, 3));
   EXPECT_EQ(util::to_hex(255), "00000000000000ff");
+}
+
+// std::filesystem must run libstdc++'s own code, not the private copy that
+// PyTorch's wheels export from libtorch_cpu.so (see src/CMakeLists.txt): built
+// against LibTorch 2.11 with LibTorch linked first, every test that removed a
+// temporary folder crashed.
+TEST(Linking, StdFilesystemIsLibstdcxxs) {
+  using RemoveAll = std::uintmax_t (*)(const std::filesystem::path&);
+  Dl_info info{};
+  ASSERT_NE(dladdr(reinterpret_cast<void*>(static_cast<RemoveAll>(&std::filesystem::remove_all)), &info), 0);
+  EXPECT_NE(std::string(info.dli_fname).find("libstdc++"), std::string::npos) << info.dli_fname;
 }
