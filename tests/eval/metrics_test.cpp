@@ -91,3 +91,14 @@ TEST(Metrics, SensitivityAtSpecificityIsTheCurvesBestPoint) {
   EXPECT_DOUBLE_EQ(sensitivity_at_specificity(y, p, 0.50), 1.0);
   EXPECT_TRUE(std::isnan(sensitivity_at_specificity({1, 1}, {0.2, 0.9}, 0.9)));
 }
+
+TEST(Metrics, WilsonIntervalForAProportion) {
+  const auto i = wilson_interval(8, 10);  // worked by hand from Wilson (1927)
+  EXPECT_DOUBLE_EQ(i.value, 0.8);
+  EXPECT_NEAR(i.low, 0.4902, 1e-4);
+  EXPECT_NEAR(i.high, 0.9433, 1e-4);
+  const auto none = wilson_interval(0, 5);  // upper end z^2 / (n + z^2); the normal approximation gives 0 +- 0
+  EXPECT_DOUBLE_EQ(none.low, 0);
+  EXPECT_NEAR(none.high, 0.4345, 1e-4);
+  EXPECT_TRUE(std::isnan(wilson_interval(0, 0).value));
+}

@@ -9,6 +9,7 @@
 
 #include "fracture/data/boxes.h"
 #include "fracture/data/loader.h"
+#include "fracture/explain/localisation.h"
 #include "fracture/models/registry.h"
 #include "fracture/models/weights_io.h"
 #include "fracture/train/checkpoint.h"
@@ -148,6 +149,20 @@ TEST(BoxSupervision, CellPoolingTrainsTheClassifiersOwnCells) {
     return cells;
   });
   EXPECT_GE(hits, 8) << "of " << val_boxes.size() << " held-out fractured images, the top cell was in the box";
+
+  // `fracture evaluate`'s pointing game finds the same boxes through the files
+  // (negatives and their empty files left out) and scores the same hits.
+  data::LoaderOptions lo;
+  lo.preprocess = m.info.preprocess;
+  const auto game = explain::pointing_game(*m.net, d.subset("val"), lo, torch::kCPU);
+  EXPECT_EQ(game.images, static_cast<int>(val_boxes.size()));
+  EXPECT_EQ(game.hits, hits);
+  double chance = 0;
+  for (const auto& b : val_boxes) chance += data::box_mask({b}, game.grid_h, game.grid_w).mean().item<double>();
+  EXPECT_NEAR(game.chance, chance / val_boxes.size(), 1e-9);
+  EXPECT_EQ(game.to_json()["hit_rate"]["value"].get<double>(), static_cast<double>(hits) / val_boxes.size());
+  lo.preprocess.resize = data::ResizeMode::Letterbox;  // the boxes would not follow
+  EXPECT_THROW(explain::pointing_game(*m.net, d.subset("val"), lo, torch::kCPU), std::invalid_argument);
 }
 
 TEST(BoxSupervision, TurnsOffWhereBoxesCannotFollowAndSaysWhy) {

@@ -12,10 +12,26 @@
 #include "fracture/data/loader.h"
 #include "fracture/eval/metrics.h"
 #include "fracture/eval/report.h"
+#include "fracture/explain/localisation.h"
 #include "fracture/train/checkpoint.h"
 #include "fracture/train/inference.h"
 
 namespace fracture::cli {
+namespace {
+
+// The pointing game, where the split has FracAtlas's fracture boxes; null
+// elsewhere (and, where the model cannot play it, the log says why).
+nlohmann::json localisation(ReadyModel& m, const std::vector<data::Sample>& samples) {
+  try {
+    const auto game = explain::pointing_game(*m.model.net, samples, m.loader, m.device);
+    if (game.images > 0) return game.to_json();
+  } catch (const std::invalid_argument& e) {
+    spdlog::info("localisation not measured: {}", e.what());
+  }
+  return nullptr;
+}
+
+}  // namespace
 
 void add_evaluate_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("evaluate", "Score a trained model on a split: metrics with 95% CIs, plots, report");
@@ -79,6 +95,7 @@ void add_evaluate_command(CLI::App& app) {
     eval::EvaluationInput in;
     in.samples = samples;
     in.probabilities = score(samples, a->split);
+    if (members.size() == 1) in.localisation = localisation(members[0], samples);
     in.threshold = info.threshold;
     in.threshold_rule = info.threshold_rule;
     if (a->threshold >= 0) {
@@ -121,6 +138,12 @@ void add_evaluate_command(CLI::App& app) {
     const auto& c = j["confusion"];
     std::cout << fmt::format("  confusion: TP {} FN {} FP {} TN {}\n", c["tp"].get<int>(), c["fn"].get<int>(),
                              c["fp"].get<int>(), c["tn"].get<int>());
+    if (const auto& loc = in.localisation; !loc.is_null())
+      std::cout << fmt::format("  localisation: top cell on a fracture box in {} of {} images, {:.3f} (95% CI {:.3f} - "
+                               "{:.3f}; a random cell {:.3f})\n",
+                               loc["hits"].get<int>(), loc["images"].get<int>(), loc["hit_rate"]["value"].get<double>(),
+                               loc["hit_rate"]["ci95_low"].get<double>(), loc["hit_rate"]["ci95_high"].get<double>(),
+                               loc["chance"].get<double>());
     spdlog::info("wrote {}/report.md, metrics.json, predictions.csv and plots", opt.out_dir);
   });
 }

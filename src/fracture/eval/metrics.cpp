@@ -240,4 +240,12 @@ double choose_threshold(const std::string& rule, const std::vector<int>& labels,
   throw std::invalid_argument("threshold rule must be youden, sensitivity:S or fixed:T, not '" + rule + "'");
 }
 
+Interval wilson_interval(int64_t successes, int64_t n) {
+  if (n <= 0) return {std::nan(""), std::nan(""), std::nan("")};
+  const double z = 1.959963984540054, p = static_cast<double>(successes) / static_cast<double>(n);
+  const double nn = static_cast<double>(n), centre = (p + z * z / (2 * nn)) / (1 + z * z / nn);
+  const double half = z / (1 + z * z / nn) * std::sqrt(p * (1 - p) / nn + z * z / (4 * nn * nn));
+  return {p, std::max(0.0, centre - half), std::min(1.0, centre + half)};
+}
+
 }  // namespace fracture::eval

@@ -57,6 +57,10 @@ std::map<std::string, Interval> bootstrap_metrics(const std::vector<int>& labels
                                                   double threshold, int resamples = 1000, uint64_t seed = 0,
                                                   double level = 0.95);
 
+// A proportion k/n with its Wilson score 95% interval (sound near 0 and 1 and
+// for small n, unlike the normal approximation); NaN for n = 0.
+Interval wilson_interval(int64_t successes, int64_t n);
+
 // Operating threshold chosen on validation data: between the ROC point's
 // score and the next lower score (the same validation decisions, robust to
 // rounding). Youden: maximises sensitivity + specificity - 1.

@@ -135,6 +135,7 @@ nlohmann::json write_evaluation(const EvaluationInput& in, const EvaluationOptio
     csv += fmt::format("{},{},{:.6f},{},{},{}\n", data::csv_escape(used[i]->path), y[i], p[i], p[i] >= t ? 1 : 0,
                        data::csv_escape(used[i]->region), used[i]->hardware < 0 ? "" : std::to_string(used[i]->hardware));
   util::write_file_atomic(opt.out_dir + "/predictions.csv", csv);
+  if (!in.localisation.is_null()) out["localisation"] = in.localisation;
   util::write_file_atomic(opt.out_dir + "/metrics.json", out.dump(2));
 
   // The report.
@@ -161,6 +162,12 @@ nlohmann::json write_evaluation(const EvaluationInput& in, const EvaluationOptio
   };
   breakdown("body region", out["by_region"]);
   breakdown("implant (hardware)", out["by_hardware"]);
+  if (const auto& loc = in.localisation; !loc.is_null())
+    md << "**Localisation** (pointing game): the strongest cell of the fracture map (the peak of `--cam`) lies on a "
+          "fracture box in "
+       << loc["hits"] << " of " << loc["images"] << " fractured images with boxes: " << fmt_ci(loc["hit_rate"])
+       << fmt::format("; a random cell of the {}x{} grid would in {:.3f}.\n\n", loc["grid"][0].get<int>(),
+                      loc["grid"][1].get<int>(), loc["chance"].get<double>());
   md << "![ROC](roc.svg) ![Precision-recall](pr.svg) ![Calibration](calibration.svg)\n";
   if (curves) md << "\n![Training curves](training_curves.svg)\n";
   if (!unreadable.empty()) md << "\n" << unreadable.size() << " unreadable images were left out (listed in metrics.json).\n";

@@ -18,6 +18,7 @@ struct EvaluationInput {
   std::string model;  // path or name, for the report
   std::string split;  // "test", "val", ...
   std::string positive_class = "fractured";
+  nlohmann::json localisation;  // explain::PointingGame::to_json(), or null where not played
 };
 
 struct EvaluationOptions {
@@ -29,8 +30,9 @@ struct EvaluationOptions {
 
 // Computes every metric with a bootstrap 95% CI, the confusion matrix at the
 // threshold, breakdowns by region and by hardware where known; writes
-// metrics.json, predictions.csv, roc.svg, pr.svg, calibration.svg,
-// [training_curves.svg] and report.md into out_dir. Returns metrics.json.
+// metrics.json (with the input's localisation, if any), predictions.csv,
+// roc.svg, pr.svg, calibration.svg, [training_curves.svg] and report.md into
+// out_dir. Returns metrics.json.
 nlohmann::json write_evaluation(const EvaluationInput& input, const EvaluationOptions& options);
 
 // The training-curves plot alone (train/val loss, val ROC-AUC per epoch).
