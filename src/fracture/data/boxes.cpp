@@ -1,5 +1,7 @@
 #include "fracture/data/boxes.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -38,6 +40,17 @@ std::vector<Box> read_yolo_boxes(const std::string& path) {
     boxes.push_back({static_cast<float>(cx), static_cast<float>(cy), static_cast<float>(w), static_cast<float>(h)});
   }
   return boxes;
+}
+
+std::optional<std::vector<Box>> fracatlas_boxes(const std::string& image_path, const std::string& consequence) {
+  const std::string file = fracatlas_box_file(image_path);
+  if (file.empty()) return std::vector<Box>{};
+  try {
+    return read_yolo_boxes(file);
+  } catch (const std::exception& e) {
+    spdlog::warn("{}; {} {}", e.what(), image_path, consequence);
+    return std::nullopt;
+  }
 }
 
 torch::Tensor box_mask(const std::vector<Box>& boxes, int64_t h, int64_t w) {

@@ -5,6 +5,7 @@
 // the fracture is (train::TrainOptions::box_loss); nothing at inference does.
 #include <torch/torch.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,11 @@ std::string fracatlas_box_file(const std::string& image_path);
 // Parses a YOLO label file. Throws std::runtime_error naming the file and line
 // for a line that is not five numbers with a box inside the image.
 std::vector<Box> read_yolo_boxes(const std::string& path);
+
+// The boxes of a FracAtlas image: none when it has no label file; nullopt
+// when its file cannot be parsed, after a warning naming the file, the line
+// and the image, ended by `consequence` ("gets no box loss").
+std::optional<std::vector<Box>> fracatlas_boxes(const std::string& image_path, const std::string& consequence);
 
 // [h, w] float map of a stretched image's grid: 1 where a cell overlaps a box, else 0.
 torch::Tensor box_mask(const std::vector<Box>& boxes, int64_t h, int64_t w);

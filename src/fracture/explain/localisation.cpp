@@ -27,16 +27,11 @@ PointingGame pointing_game(models::ClassifierImpl& net, const std::vector<data::
   std::vector<data::Sample> boxed;
   std::vector<std::vector<data::Box>> boxes;
   for (const auto& s : samples) {
-    const std::string file = s.label == 1 ? data::fracatlas_box_file(s.path) : std::string{};
-    if (file.empty()) continue;
-    try {
-      auto b = data::read_yolo_boxes(file);
-      if (b.empty()) continue;
-      boxed.push_back(s);
-      boxes.push_back(std::move(b));
-    } catch (const std::exception& e) {
-      spdlog::warn("{}; {} is left out of the pointing game", e.what(), s.path);
-    }
+    if (s.label != 1) continue;
+    auto b = data::fracatlas_boxes(s.path, "is left out of the pointing game");
+    if (!b || b->empty()) continue;
+    boxed.push_back(s);
+    boxes.push_back(std::move(*b));
   }
   PointingGame game;
   if (boxed.empty()) return game;

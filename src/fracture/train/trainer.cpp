@@ -102,16 +102,9 @@ BoxTargets box_targets(const std::vector<data::Sample>& samples, const std::vect
   int64_t boxed = 0, positives = 0;
   for (size_t r : rows) {
     const auto& s = samples.at(r);
-    std::vector<data::Box> boxes;
-    bool ok = true;
-    if (const std::string file = data::fracatlas_box_file(s.path); !file.empty()) {
-      try {
-        boxes = data::read_yolo_boxes(file);
-      } catch (const std::exception& e) {
-        spdlog::warn("{}; {} gets no box loss", e.what(), s.path);
-        ok = false;
-      }
-    }
+    const auto read = data::fracatlas_boxes(s.path, "gets no box loss");
+    const bool ok = read.has_value();
+    const std::vector<data::Box> boxes = read.value_or(std::vector<data::Box>{});
     const bool positive = s.label == 1;
     positives += positive;
     boxed += positive && ok && !boxes.empty();
