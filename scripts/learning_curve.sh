@@ -33,10 +33,12 @@ while [ $# -gt 0 ]; do
   case $1 in
     --fractions) fractions=$2; shift 2 ;;
     --seeds) seeds=$2; shift 2 ;;
-    *) echo "usage: $0 [--fractions '0.25 0.5 0.75'] [--seeds '42 7']" >&2; exit 2 ;;
+    *) echo "usage: $0 [--fractions '0.25 0.5 0.75 1'] [--seeds '42 7 1']" >&2; exit 2 ;;
   esac
 done
 [ -f "$split_csv" ] || { echo "$split_csv: not found (run \`fracture split\` first)" >&2; exit 1; }
+# shellcheck source=run_table.sh
+. scripts/run_table.sh
 mkdir -p runs/lc
 rm -f runs/lc/points.tmp
 
@@ -77,11 +79,9 @@ for f in $fractions; do
     if [ ! -f "$run/eval-val/metrics.json" ] || [ "$run/best.safetensors" -nt "$run/eval-val/metrics.json" ]; then
       "$fracture" evaluate -m "$run/best.safetensors" --data "$csv" --split val -o "$run/eval-val" >/dev/null
     fi
-    wall=$(grep -o '([0-9:]* in all)' "$run/train.log" | tail -1 | tr -d '()' | sed 's/ in all//')
     m=$run/eval-val/metrics.json
-    auc=$(jq -r '.metrics.roc_auc | "\(.value*1000|round/1000) (\(.ci95_low*1000|round/1000)–\(.ci95_high*1000|round/1000))"' "$m")
-    ap=$(jq -r '.metrics.average_precision.value*1000|round/1000' "$m")
-    printf '| %s | %s (%s) | %s | %s | %s | %s |\n' "$f" "$n" "$npos" "$s" "$wall" "$auc" "$ap"
+    printf '| %s | %s (%s) | %s | %s | %s | %s |\n' "$f" "$n" "$npos" "$s" "$(wall_of "$run")" \
+      "$(ci "$m" roc_auc)" "$(val3 "$m" average_precision)"
     echo "$n $(jq -r .metrics.roc_auc.value "$m")" >>runs/lc/points.tmp
   done
 done

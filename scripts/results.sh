@@ -66,18 +66,12 @@ runs=(
   "lite0-384-last4-6ep|--freeze last:4 --epochs 6 --average 3 --box-loss 0 --cell-pooling 0||stage 5 trained too, 6 epochs to fit the budget, mean of epochs 4–6"
 )
 
+# shellcheck source=run_table.sh
+. scripts/run_table.sh
 [ -f "$split_csv" ] || "$fracture" split --data "$data" --out "$split_csv"
 
-wall_of() {  # m:ss (or h:mm:ss) total of a run's training, from its train.log
-  grep -o '([0-9:]* in all)' "runs/$1/train.log" | tail -1 | tr -d '()' | sed 's/ in all//'
-}
 seconds() { awk -F: '{ s = 0; for (i = 1; i <= NF; ++i) s = s * 60 + $i; print s }' <<<"$1"; }
 wants_rerun() { local r; for r in "${rerun[@]}"; do [ "$r" = "$1" ] && return 0; done; return 1; }
-ci() {  # "0.904 (0.866–0.938)" from a metrics.json entry
-  jq -r --arg k "$2" '.metrics[$k] | if .value == null then "–" else
-    "\(.value*1000|round/1000) (\(.ci95_low*1000|round/1000)–\(.ci95_high*1000|round/1000))" end' "$1"
-}
-val3() { jq -r --arg k "$2" '.metrics[$k].value | if . == null then "–" else (.*1000|round/1000|tostring) end' "$1"; }
 
 rows=""
 for spec in "${runs[@]}"; do
@@ -103,10 +97,10 @@ for spec in "${runs[@]}"; do
       "$fracture" evaluate -m "$model" --data "$split_csv" --split "$s" -o "$out" $eval_flags >/dev/null
     fi
   done
-  wall=$(wall_of "$model_run")
+  wall=$(wall_of "runs/$model_run")
   if [ ${#members[@]} -gt 1 ]; then
     total=0
-    for m in "${members[@]}"; do total=$((total + $(seconds "$(wall_of "$m")"))); done
+    for m in "${members[@]}"; do total=$((total + $(seconds "$(wall_of "runs/$m")"))); done
     wall=$(printf '%d:%02d' $((total / 60)) $((total % 60)))
   fi
   v=runs/$name/eval-val/metrics.json t=runs/$name/eval-test/metrics.json
