@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 
+#include "cli/run_cli.h"
 #include "data/fixtures.h"
 #include "fracture/data/dataset.h"
 #include "fracture/util/atomic_file.h"
@@ -103,11 +104,15 @@ TEST(Cli, TrainEvaluatePredictWithHeatMaps) {
   fracture::util::write_file_atomic(dir / "broken.png", "not a png");
   r = run("predict -m " + rundir + "/best.safetensors " + (dir / "test/fracture") + " " + (dir / "broken.png") +
           " --cam " + (dir / "cams") + " --out " + (dir / "p.csv"));
-  ASSERT_EQ(r.code, 0) << r.output;
+  ASSERT_EQ(r.code, 1) << r.output;  // one input failed, the rest were scored
   EXPECT_NE(r.output.find("broken.png"), std::string::npos) << "unreadable file must be named";
   const std::string csv = fracture::util::read_file(dir / "p.csv");
-  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 6);  // header + 5 images
-  EXPECT_TRUE(std::filesystem::exists(dir / "cams/0_cam.png"));
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 7);  // header + 5 images + broken.png's error record
+  EXPECT_NE(csv.find("broken.png,,,,"), std::string::npos) << csv;
+  int cams = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir / "cams"))
+    cams += e.path().filename().string().rfind("0_", 0) == 0 && e.path().extension() == ".png";
+  EXPECT_EQ(cams, 1);
   r = run("predict -m " + rundir + "/best.safetensors " + (dir / "test/normal/0.png"));
   ASSERT_EQ(r.code, 0);
   EXPECT_NE(r.output.find("\"probability\""), std::string::npos) << r.output;
@@ -117,10 +122,12 @@ TEST(Cli, PredictWithoutModelUsesTheBuiltInOne) {
   ft::TempDir dir;
   const std::string img = dir / "scan.png";
   cv::imwrite(img, ft::synthetic_xray(640, 800, 11, true));
-  const auto r = run("predict " + img);
-  ASSERT_EQ(r.code, 0) << r.output;
-  const auto line = r.output.substr(r.output.find('{'));
-  const auto j = nlohmann::json::parse(line.substr(0, line.find('\n')));
+  const auto r = ft::run_cli("predict " + img);
+  ASSERT_EQ(r.code, 0) << r.err;
+  // Standard output is the JSON line alone: the log went to standard error.
+  ASSERT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+  EXPECT_NE(r.err.find("predicted 1 images"), std::string::npos) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["model"], "fracatlas.safetensors");
   EXPECT_GE(j["probability"].get<double>(), 0.0);
   EXPECT_LE(j["probability"].get<double>(), 1.0);

@@ -21,6 +21,18 @@ using namespace fracture;
 
 namespace {
 
+// Whether a run folder keeps a separate box head in its resumable state.
+bool has_box_head_state(const std::string& run) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(run + "/state", ec))
+    if (e.path().filename().string().find("box_head") != std::string::npos) return true;
+  return false;
+}
+
+}  // namespace
+
+namespace {
+
 // Square images in the FracAtlas layout, each fractured one with a YOLO file
 // boxing its square; every third negative has an empty file, as in FracAtlas.
 data::Dataset boxed_square_dataset(const ft::TempDir& dir, int per_class_train, int per_class_val, int size,
@@ -110,10 +122,10 @@ TEST(BoxSupervision, LearnsWhereTheFractureIsAndResumes) {
   const auto a = train::train(d, o);
   ASSERT_EQ(a.history.size(), 6u);
 
-  // The box head (kept beside the last model, for --resume) points at the
+  // The box head (kept with the last committed epoch's state, for --resume) points at the
   // square in held-out fractured images: the strongest cell overlaps the box.
   auto last = train::load_model(a.last_model);
-  const auto head = models::load_safetensors(dir / "a/box_head.safetensors").tensors;
+  const auto head = models::load_safetensors(dir / "a/state/epoch-06.box_head.safetensors").tensors;
   const int hits = top_cells_in_box(d, val_boxes, last, [&](const torch::Tensor& f) {
     return torch::conv2d(f, head.at("weight"), head.at("bias")).squeeze(1);
   });
@@ -139,7 +151,7 @@ TEST(BoxSupervision, CellPoolingTrainsTheClassifiersOwnCells) {
   auto o = box_options(dir / "run");
   o.cell_pooling = 4;
   const auto r = train::train(d, o);
-  EXPECT_FALSE(std::filesystem::exists(dir / "run/box_head.safetensors"));  // no separate head
+  EXPECT_FALSE(has_box_head_state(dir / "run"));  // no separate head
   auto m = train::load_model(r.model);
   EXPECT_DOUBLE_EQ(m.info.cell_pooling, 4);
   EXPECT_DOUBLE_EQ(m.net->cell_pooling(), 4);  // the saved model pools as it was trained
@@ -173,6 +185,7 @@ TEST(BoxSupervision, TurnsOffWhereBoxesCannotFollowAndSaysWhy) {
   o.image_size = 64;
   o.epochs = 1;
   o.cell_pooling = 4;
+  o.overwrite = true;  // each run below replaces the one before
   EXPECT_EQ(train::train(d, o).boxed_images, 2);  // as asked
   o.resize = data::ResizeMode::Letterbox;  // boxes would not follow
   EXPECT_EQ(train::train(d, o).boxed_images, 0);
@@ -199,5 +212,5 @@ TEST(BoxSupervision, DataWithoutBoxesTrainsWithoutIt) {
   EXPECT_EQ(r.history.size(), 1u);
   EXPECT_EQ(r.boxed_images, 0);
   EXPECT_EQ(r.cell_pooling, 4);  // cell pooling needs no boxes
-  EXPECT_FALSE(std::filesystem::exists(dir / "run/box_head.safetensors"));
+  EXPECT_FALSE(has_box_head_state(dir / "run"));
 }

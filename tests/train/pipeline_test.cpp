@@ -155,7 +155,7 @@ TEST_F(Pipeline, FullFineTuningWithAugmentationRuns) {
   const auto r = train::train(d, o);
   EXPECT_EQ(r.history.size(), 1u);
   EXPECT_TRUE(std::isfinite(r.history[0].train_loss));
-  EXPECT_TRUE(std::filesystem::exists(dir / "full/last_raw.safetensors"));  // EMA keeps the raw weights too
+  EXPECT_TRUE(std::filesystem::exists(dir / "full/state/epoch-01.raw.safetensors"));  // EMA keeps the raw weights too
 }
 
 TEST(Checkpoint, RefusesNonModelsAndRoundTripsInfo) {

@@ -45,11 +45,18 @@ void add_evaluate_command(CLI::App& app) {
   auto a = std::make_shared<Args>();
   add_inference_flags(cmd, *a);
   cmd->add_option("--data", a->data, "Split manifest (the run's split.csv)")->required();
-  cmd->add_option("--split", a->split, "Which split to score: test, val, train or all")->capture_default_str();
-  cmd->add_option("-o,--out", a->out, "Folder for metrics.json, report.md, plots (default: <model folder>/eval-<split>)");
-  cmd->add_option("--bootstrap", a->bootstrap, "Bootstrap resamples for the confidence intervals")->capture_default_str();
+  cmd->add_option("--split", a->split, "Which split to score: test, val, train or all")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"test", "val", "train", "all"}));
+  cmd->add_option("-o,--out", a->out,
+                  "Folder for metrics.json, report.md, plots (default: <model folder>/eval-<split>; for the "
+                  "built-in model, ./eval-<split>)");
+  cmd->add_option("--bootstrap", a->bootstrap, "Bootstrap resamples for the confidence intervals (0: none)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1000000));
   cmd->add_option("--seed", a->seed, "Bootstrap seed")->capture_default_str();
-  cmd->add_option("--threshold", a->threshold, "Override the model's operating threshold (chosen on validation)");
+  cmd->add_option("--threshold", a->threshold, "Override the model's operating threshold (chosen on validation)")
+      ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--ensemble", a->ensemble,
                   "More trained models to combine with --model (mean of log-odds); the threshold is then chosen "
                   "on the validation split of --data (Youden's J). Needs --out")
@@ -62,6 +69,7 @@ void add_evaluate_command(CLI::App& app) {
       "      --data runs/split.csv --split val -o runs/ensemble/eval-val");
   cmd->callback([a] {
     if (!a->ensemble.empty() && a->out.empty()) throw CLI::ValidationError("--ensemble", "needs --out (there is no one run folder)");
+    const bool built_in_model = a->model.empty();  // never write into the installed model's folder
     // Every member with its own preprocessing (sizes may differ).
     std::vector<ReadyModel> members;
     members.push_back(load_for_inference(*a));
@@ -123,10 +131,10 @@ void add_evaluate_command(CLI::App& app) {
     in.positive_class = info.class_names[1];
     eval::EvaluationOptions opt;
     const std::filesystem::path model_dir = std::filesystem::path(a->model).parent_path();
-    opt.out_dir = a->out.empty() ? (model_dir / ("eval-" + a->split)).string() : a->out;
+    opt.out_dir = !a->out.empty() ? a->out : built_in_model ? "eval-" + a->split : (model_dir / ("eval-" + a->split)).string();
     opt.bootstrap = a->bootstrap;
     opt.seed = a->seed;
-    if (members.size() == 1) opt.training_metrics = (model_dir / "metrics.jsonl").string();
+    if (members.size() == 1 && !built_in_model) opt.training_metrics = (model_dir / "metrics.jsonl").string();
     const auto j = eval::write_evaluation(in, opt);
     std::cout << fmt::format("{} split: {} images, {} positive, threshold {:.4f}\n", a->split, j["n"].get<int>(),
                              j["positives"].get<int>(), in.threshold);

@@ -24,15 +24,20 @@ void add_split_command(CLI::App& app) {
   cmd->add_option("--seed", a->opt.seed, "Random seed; the same seed gives the same split")->capture_default_str();
   cmd->add_option("--near-threshold", a->opt.near_duplicate_threshold,
                   "Thumbnail correlation at which two images count as the same radiograph")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(0.5, 1.0));
   cmd->add_flag("--no-near-duplicates", a->no_near, "Group byte-identical files only");
   cmd->add_flag("--keep-existing", a->opt.keep_existing, "Keep the train/val/test folders of an ImageFolder dataset");
-  cmd->add_option("--threads", a->opt.threads, "Threads for reading images")->capture_default_str();
+  cmd->add_option("--threads", a->opt.threads, "Threads for reading images")->capture_default_str()->check(CLI::Range(1, 256));
   cmd->footer(
       "Images that are byte-identical or near-identical (re-encodings, resized copies) are kept\n"
       "together on one side, and groups are assigned stratified by label and body region.\n\n"
       "Example:\n  fracture split --data ../shared/data/fracatlas --out runs/split.csv --seed 42");
   cmd->callback([a] {
+    if (a->opt.val_fraction + a->opt.test_fraction > 0.8)
+      throw CLI::ValidationError("--val/--test", "together they take " +
+                                                   std::to_string(a->opt.val_fraction + a->opt.test_fraction) +
+                                                   " of the images; at least 0.2 must stay for training");
     a->opt.near_duplicates = !a->no_near;
     data::Dataset d = data::load_dataset(a->data);
     for (const auto& w : d.warnings) spdlog::warn("{}", w);

@@ -8,19 +8,24 @@
 
 #include "fracture/cli/commands.h"
 #include "fracture/cli/config_file.h"
+#include "fracture/cli/exit_codes.h"
 #include "fracture/data/dataset.h"
 #include "fracture/data/split.h"
 #include "fracture/train/checkpoint.h"
 #include "fracture/train/trainer.h"
 #include "fracture/util/atomic_file.h"
+#include "fracture/util/hash.h"
 #include "fracture/util/progress.h"
 
 namespace fracture::cli {
 namespace {
 
 std::atomic<bool> g_stop{false};
-extern "C" void on_sigint(int) {
-  if (g_stop) std::_Exit(130);  // a second Ctrl-C quits at once
+// Ctrl-C or SIGTERM: training stops after the current batch (or caching after
+// its current batch) and the last committed epoch stays resumable; a second
+// signal quits at once, which loses nothing committed either.
+extern "C" void on_stop_signal(int) {
+  if (g_stop) std::_Exit(kExitInterrupted);
   g_stop = true;
 }
 
@@ -37,7 +42,7 @@ data::Dataset dataset_with_splits(const std::string& path, const std::string& ou
     so.seed = seed;
     const auto rep = data::assign_splits(d, so);
     for (const auto& m : rep.messages) spdlog::warn("{}", m);
-    std::cout << data::format_split_counts(d);
+    spdlog::info("split:\n{}", data::format_split_counts(d));
   }
   if (!out_dir.empty()) data::write_manifest(out_dir + "/split.csv", d);
   return d;
@@ -104,14 +109,18 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--threshold", o->threshold_rule, "Operating threshold chosen on validation: youden, sensitivity:S or fixed:T")
       ->capture_default_str();
   cmd->add_option("--device", o->device, "auto, cpu or cuda[:N]")->capture_default_str();
-  cmd->add_flag("--resume", o->resume, "Continue the run in --out from its last completed epoch");
-  cmd->add_option("--stop-after", o->stop_after_epochs, "End this invocation after N epochs (continue later with --resume)");
+  cmd->add_flag("--resume", o->resume, "Continue the run in --out from its last completed epoch (same options)");
+  cmd->add_flag("--overwrite", o->overwrite, "Replace the run already in --out (without it, such a folder is refused)");
+  cmd->add_option("--stop-after", o->stop_after_epochs, "End this invocation after N epochs (continue later with --resume)")
+      ->check(CLI::NonNegativeNumber);
   cmd->footer(
       "Writes to --out: best.safetensors (the model to use, with its threshold chosen on validation: the\n"
       "average of the last K epochs, or with --average 0 the best epoch), best-epoch.safetensors and\n"
       "epoch-NN.safetensors (the best single epoch and the K averaged ones), last.safetensors,\n"
       "metrics.jsonl (one line per epoch), config.toml (every option, reusable with --config),\n"
-      "split.csv, threshold.json, train.log. Ctrl-C stops after the current batch; --resume continues.\n\n"
+      "split.csv, threshold.json, train.log, state/ (the last committed epoch, for --resume).\n"
+      "A folder that holds a run is refused unless --resume or --overwrite. Ctrl-C or SIGTERM stops after the\n"
+      "current batch (a second one at once); --resume continues from the last committed epoch.\n\n"
       "Examples:\n"
       "  fracture train --data runs/split.csv --out runs/lite0-384     # the default recipe: ~20 min on 2 cores\n"
       "  fracture train --data runs/split.csv --freeze head --size 224 --out runs/head   # a 2-minute first look\n"
@@ -119,15 +128,33 @@ void add_train_command(CLI::App& app) {
   cmd->callback([=] {
     o->resize = train::parse_resize_mode(*resize);
     o->augment = !*no_augment;
+    train::validate_options(*o);  // every option checked before any work
+    train::prepare_run_folder(*o);
     std::filesystem::create_directories(o->out_dir);
+    // train.log keeps every info line, flushed per line, whatever -q says.
     auto file_sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(o->out_dir + "/train.log", !o->resume);
     file_sink->set_pattern("[%Y-%m-%d %H:%M:%S] %l %v");
+    file_sink->set_level(std::min(spdlog::level::info, console_log_level()));
     spdlog::default_logger()->sinks().push_back(file_sink);
-    util::write_file_atomic(o->out_dir + "/config.toml", options_to_toml(*cmd));
+    struct DropSink {
+      ~DropSink() { spdlog::default_logger()->sinks().pop_back(); }
+    } drop_sink;
+    std::signal(SIGINT, on_stop_signal);
+    std::signal(SIGTERM, on_stop_signal);
+    if (!o->resume || !std::filesystem::exists(o->out_dir + "/config.toml"))
+      util::write_file_atomic(o->out_dir + "/config.toml", options_to_toml(*cmd));
     const data::Dataset d = dataset_with_splits(*data_path, o->out_dir, o->seed);
-    std::signal(SIGINT, on_sigint);
-    const auto r = train::train(d, *o, &g_stop);
+    if (g_stop) throw CLI::RuntimeError(kExitInterrupted);
+    o->manifest_sha256 = util::sha256_hex(util::read_file(o->out_dir + "/split.csv"));
+    train::TrainResult r;
+    try {
+      r = train::train(d, *o, &g_stop);
+    } catch (const train::Interrupted&) {
+      spdlog::warn("interrupted before the first epoch; nothing to resume yet");
+      throw CLI::RuntimeError(kExitInterrupted);
+    }
     std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGTERM, SIG_DFL);
     if (!r.averaged.empty())
       spdlog::info("model: {}, val ROC-AUC {:.4f}, threshold {:.4f} -> {} (best single epoch: {}, {:.4f} -> {}) ({} in all)",
                    r.averaged, r.model_val_auc, r.threshold, r.model, r.best_epoch, r.best_val_auc,
@@ -135,8 +162,7 @@ void add_train_command(CLI::App& app) {
     else if (r.best_epoch > 0)
       spdlog::info("best: epoch {} val ROC-AUC {:.4f}, threshold {:.4f} -> {} ({} in all)", r.best_epoch,
                    r.best_val_auc, r.threshold, r.model, util::format_duration(r.seconds));
-    spdlog::default_logger()->sinks().pop_back();
-    if (r.interrupted) throw CLI::RuntimeError(130);
+    if (r.interrupted) throw CLI::RuntimeError(kExitInterrupted);
   });
 }
 

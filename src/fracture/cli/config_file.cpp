@@ -33,6 +33,10 @@ std::string quote(const std::string& v) {
 
 bool is_flag(const CLI::Option* o) { return o->get_expected_min() == 0; }
 
+// Flags about one invocation, not about the recipe: a run's config.toml does
+// not hold them, and a config file given with --config does not set them.
+const std::set<std::string> kOneShot = {"help", "config", "resume", "overwrite", "stop-after"};
+
 }  // namespace
 
 std::vector<std::string> expand_config(CLI::App& app, const std::vector<std::string>& args) {
@@ -54,9 +58,20 @@ std::vector<std::string> expand_config(CLI::App& app, const std::vector<std::str
       if (sub) break;
     }
   if (!sub) throw std::runtime_error("--config goes with a subcommand, e.g. `fracture train --config FILE`");
+  // Options given on the command line, by their long names, whatever form
+  // they were given in (--out, --out=x, -o, -ox).
   std::set<std::string> given;
-  for (const auto& a : args)
-    if (a.rfind("--", 0) == 0) given.insert(a.substr(2, a.find('=') == std::string::npos ? std::string::npos : a.find('=') - 2));
+  for (const auto& a : args) {
+    if (a.size() < 2 || a[0] != '-' || a == "--") continue;
+    const std::string name = a[1] == '-' ? a.substr(0, a.find('=')) : a.substr(0, 2);
+    const CLI::Option* opt = nullptr;
+    try {
+      opt = sub->get_option(name);
+    } catch (const CLI::OptionNotFound&) {
+      continue;
+    }
+    for (const auto& l : opt->get_lnames()) given.insert(l);
+  }
   std::vector<std::string> out;
   for (size_t i = 0; i < args.size(); ++i) {
     if (i == cfg) {
@@ -83,6 +98,7 @@ std::vector<std::string> expand_config(CLI::App& app, const std::vector<std::str
                                sub->get_name() + "`");
     }
     if (given.count(key)) continue;  // the command line wins
+    if (kOneShot.count(key)) continue;  // a config never resumes or stops a run by itself
     if (is_flag(opt)) {
       if (value == "true") out.push_back("--" + key);
     } else if (!value.empty()) {
@@ -97,7 +113,7 @@ std::string options_to_toml(const CLI::App& cmd) {
   std::ostringstream out;
   for (const CLI::Option* o : cmd.get_options()) {
     const std::string name = o->get_single_name();
-    if (o->get_lnames().empty() || name == "help" || name == "config") continue;
+    if (o->get_lnames().empty() || kOneShot.count(name)) continue;
     std::string value;
     if (is_flag(o)) {
       out << name << " = " << (o->count() > 0 ? "true" : "false") << "\n";

@@ -12,18 +12,26 @@ void add_inference_flags(CLI::App* cmd, InferenceFlags& f) {
       ->check(CLI::ExistingFile);
   cmd->add_flag("--tta", f.tta, "Average each image with its mirror image");
   cmd->add_option("-b,--batch-size", f.batch_size,
-                  "Images loaded together (on the CPU the network still takes a few at a time: faster there)")->capture_default_str();
-  cmd->add_option("--workers", f.workers, "Image loading threads")->capture_default_str();
+                  "Images loaded together (on the CPU the network still takes a few at a time: faster there)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
+  cmd->add_option("--workers", f.workers, "Image loading threads")->capture_default_str()->check(CLI::Range(1, 256));
   cmd->add_option("--device", f.device, "auto, cpu or cuda[:N]")->capture_default_str();
+  cmd->add_option("--max-megapixels", f.max_megapixels,
+                  "Images of more pixels (from the file's header) are refused before decoding")
+      ->capture_default_str()
+      ->check(CLI::Range(0.001, 10000.0));
 }
 
 ReadyModel load_for_inference(InferenceFlags& f) {
   if (f.model.empty()) f.model = util::default_model_path();
-  ReadyModel r{train::load_model(f.model), train::pick_device(f.device), {}};
+  const torch::Device device = train::pick_device(f.device);  // a bad --device fails before the model loads
+  ReadyModel r{train::load_model(f.model), device, {}};
   train::prepare_for_inference(*r.model.net, r.device);
   r.loader.batch_size = f.batch_size;
   r.loader.workers = f.workers;
   r.loader.preprocess = r.model.info.preprocess;
+  r.loader.max_pixels = static_cast<int64_t>(f.max_megapixels * 1e6);
   return r;
 }
 

@@ -14,6 +14,7 @@ struct InferenceFlags {
   std::string model, device = "auto";
   int batch_size = 16, workers = 2;
   bool tta = false;
+  double max_megapixels = static_cast<double>(data::kDefaultMaxPixels) / 1e6;
 };
 
 void add_inference_flags(CLI::App* cmd, InferenceFlags& f);

@@ -9,9 +9,15 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "fracture/util/atomic_file.h"
+
 namespace fs = std::filesystem;
 
 namespace fracture::data {
+namespace {
+// A label file holds a line per box: a few hundred bytes.
+constexpr uint64_t kMaxLabelFileBytes = 16 << 20;
+}  // namespace
 
 std::string fracatlas_box_file(const std::string& image_path) {
   const fs::path image(image_path);
@@ -22,8 +28,11 @@ std::string fracatlas_box_file(const std::string& image_path) {
 }
 
 std::vector<Box> read_yolo_boxes(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error(path + ": cannot open");
+  return parse_yolo_boxes(util::read_file(path, kMaxLabelFileBytes), path);
+}
+
+std::vector<Box> parse_yolo_boxes(const std::string& text, const std::string& path) {
+  std::istringstream in(text);
   std::vector<Box> boxes;
   std::string line;
   for (int n = 1; std::getline(in, line); ++n) {
@@ -31,10 +40,13 @@ std::vector<Box> read_yolo_boxes(const std::string& path) {
     std::istringstream fields(line);
     double cls, cx, cy, w, h;
     std::string rest;
+    if (boxes.size() >= 10000) throw std::runtime_error(path + ": more than 10000 boxes");
     if (!(fields >> cls >> cx >> cy >> w >> h) || (fields >> rest))
       throw std::runtime_error(path + ":" + std::to_string(n) + ": expected 'class cx cy w h', got '" + line + "'");
     const bool inside = w > 0 && h > 0 && cx - w / 2 > -1e-3 && cy - h / 2 > -1e-3 && cx + w / 2 < 1 + 1e-3 &&
                         cy + h / 2 < 1 + 1e-3;
+    if (!std::isfinite(cls) || cls < 0 || cls != std::floor(cls))
+      throw std::runtime_error(path + ":" + std::to_string(n) + ": class is not a whole number: '" + line + "'");
     if (!std::isfinite(cx + cy + w + h) || !inside)
       throw std::runtime_error(path + ":" + std::to_string(n) + ": box outside the image: '" + line + "'");
     boxes.push_back({static_cast<float>(cx), static_cast<float>(cy), static_cast<float>(w), static_cast<float>(h)});

@@ -22,6 +22,8 @@ std::string fracatlas_box_file(const std::string& image_path);
 // Parses a YOLO label file. Throws std::runtime_error naming the file and line
 // for a line that is not five numbers with a box inside the image.
 std::vector<Box> read_yolo_boxes(const std::string& path);
+// The same from the file's text; `origin` names it in errors.
+std::vector<Box> parse_yolo_boxes(const std::string& text, const std::string& origin);
 
 // The boxes of a FracAtlas image: none when it has no label file; nullopt
 // when its file cannot be parsed, after a warning naming the file, the line

@@ -11,6 +11,7 @@
 #include <stdexcept>
 
 #include "fracture/data/csv.h"
+#include "fracture/data/image_io.h"
 #include "fracture/util/atomic_file.h"
 
 namespace fs = std::filesystem;
@@ -23,17 +24,9 @@ std::string lower(std::string s) {
   return s;
 }
 
-bool is_image_name(const fs::path& p) {
-  static const std::set<std::string> ext = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"};
-  return ext.count(lower(p.extension().string())) > 0;
-}
-
 std::vector<fs::path> images_in(const fs::path& dir) {
-  std::vector<fs::path> out;
-  for (const auto& e : fs::recursive_directory_iterator(dir, fs::directory_options::skip_permission_denied))
-    if (e.is_regular_file() && is_image_name(e.path())) out.push_back(e.path());
-  std::sort(out.begin(), out.end());
-  return out;
+  const auto files = image_files_in(dir.string());
+  return {files.begin(), files.end()};
 }
 
 bool is_negative_name(const std::string& name) {
@@ -51,6 +44,79 @@ std::map<std::string, size_t> header_index(const std::vector<std::string>& heade
     idx[h] = i;
   }
   return idx;
+}
+
+bool is_label_number(const std::string& l) {
+  return !l.empty() && l.size() < 9 && l.find_first_not_of("0123456789") == std::string::npos;
+}
+
+// The classes a manifest declares, each label checked. Labels are either all
+// integers numbering the classes 0..K-1 without gaps (names from a 'class'
+// column, which `fracture split` writes, else the numbers), or all class
+// names (ordered like ImageFolder's). An empty, negative, fractional or
+// stray label is an error naming its line: silently it would add a class.
+template <typename Get>
+std::vector<std::string> manifest_classes(const std::string& csv_path, const std::vector<std::vector<std::string>>& rows,
+                                          Get&& get, bool has_class_column) {
+  std::vector<std::string> problems;
+  auto problem = [&](size_t r, const std::string& what) {
+    problems.push_back("line " + std::to_string(r + 1) + ": " + what);
+  };
+  size_t numbers = 0, names = 0;
+  for (size_t r = 1; r < rows.size(); ++r) {
+    const std::string l = get(rows[r], "label");
+    if (get(rows[r], "path").empty()) continue;  // skipped with a warning later
+    if (l.empty()) problem(r, "empty label");
+    else if (is_label_number(l)) ++numbers;
+    else if (l.find_first_not_of("+-0123456789.eE") == std::string::npos) problem(r, "label '" + l + "' is not a class number 0, 1, ...");
+    else ++names;
+  }
+  if (numbers > 0 && names > 0)
+    for (size_t r = 1; r < rows.size(); ++r) {
+      const std::string l = get(rows[r], "label");
+      if (!get(rows[r], "path").empty() && !l.empty() && is_label_number(l) == (numbers < names)) problem(r, "label '" + l + "' mixes numbers and class names");
+    }
+  std::vector<std::string> classes;
+  if (problems.empty() && numbers > 0) {
+    std::map<int, std::string> named;  // class number -> its name in the 'class' column
+    std::map<int, size_t> first_row;   // class number -> the first row that uses it
+    for (size_t r = 1; r < rows.size(); ++r) {
+      const std::string l = get(rows[r], "label");
+      if (get(rows[r], "path").empty() || !is_label_number(l)) continue;
+      const int k = std::stoi(l);
+      first_row.emplace(k, r);
+      const std::string name = has_class_column ? get(rows[r], "class") : l;
+      auto [it, fresh] = named.emplace(k, name.empty() ? l : name);
+      if (!fresh && !name.empty() && it->second != name)
+        problem(r, "label " + l + " is class '" + it->second + "' above and '" + name + "' here");
+    }
+    for (int k = 0; problems.empty() && k <= named.rbegin()->first; ++k) {
+      if (!named.count(k)) {
+        const auto above = named.upper_bound(k);
+        problem(first_row.at(above->first), "label " + std::to_string(above->first) + ", but no image has label " +
+                                                std::to_string(k) + " (classes are numbered 0..K-1 without gaps)");
+        break;
+      }
+      classes.push_back(named[k]);
+    }
+    if (problems.empty() && named.size() < 2) problems.push_back("only one class (" + classes[0] + ")");
+  } else if (problems.empty()) {
+    std::map<std::string, size_t> count;
+    for (size_t r = 1; r < rows.size(); ++r)
+      if (!get(rows[r], "path").empty()) ++count[get(rows[r], "label")];
+    for (const auto& [name, n] : count) {
+      classes.push_back(name);
+      if (n == 1 && count.size() > 2) spdlog::warn("{}: class '{}' has a single image (a typo in a label?)", csv_path, name);
+    }
+    classes = order_class_names(classes);
+  }
+  if (!problems.empty()) {
+    std::string msg = csv_path + ": bad labels:";
+    for (size_t i = 0; i < problems.size() && i < 8; ++i) msg += "\n  " + problems[i];
+    if (problems.size() > 8) msg += "\n  ... " + std::to_string(problems.size()) + " in all";
+    throw std::runtime_error(msg);
+  }
+  return classes;
 }
 
 }  // namespace
@@ -74,7 +140,7 @@ Dataset load_fracatlas(const std::string& root) {
   d.root = root;
   d.class_names = {"non_fractured", "fractured"};
   const fs::path base(root);
-  const auto rows = parse_csv(util::read_file((base / "dataset.csv").string()));
+  const auto rows = parse_csv(util::read_file((base / "dataset.csv").string()), (base / "dataset.csv").string());
   if (rows.empty()) throw std::runtime_error(root + "/dataset.csv: empty");
   const auto col = header_index(rows[0]);
   for (const char* need : {"image_id", "fractured"})
@@ -170,11 +236,13 @@ Dataset load_image_folder(const std::string& root) {
   return d;
 }
 
-Dataset load_manifest(const std::string& csv_path) {
+Dataset load_manifest(const std::string& csv_path) { return parse_manifest(util::read_file(csv_path), csv_path); }
+
+Dataset parse_manifest(const std::string& text, const std::string& csv_path) {
   Dataset d;
   d.kind = "manifest";
   d.root = fs::path(csv_path).parent_path().string();
-  const auto rows = parse_csv(util::read_file(csv_path));
+  const auto rows = parse_csv(text, csv_path);
   if (rows.empty()) throw std::runtime_error(csv_path + ": empty manifest");
   const auto col = header_index(rows[0]);
   if (!col.count("path") || !col.count("label"))
@@ -183,24 +251,10 @@ Dataset load_manifest(const std::string& csv_path) {
     auto it = col.find(name);
     return it != col.end() && it->second < row.size() ? row[it->second] : "";
   };
-  // Labels may be class names or integers; names are ordered like ImageFolder's.
-  std::set<std::string> names;
-  bool numeric = true;
-  for (size_t r = 1; r < rows.size(); ++r) {
-    const std::string l = get(rows[r], "label");
-    names.insert(l);
-    if (l.empty() || l.find_first_not_of("0123456789") != std::string::npos) numeric = false;
-  }
-  if (numeric) {
-    int maxl = 0;
-    for (const auto& n : names) maxl = std::max(maxl, std::stoi(n));
-    for (int i = 0; i <= maxl; ++i) d.class_names.push_back(std::to_string(i));
-    if (col.count("class"))  // manifests written by `fracture split` name each class
-      for (size_t r = 1; r < rows.size(); ++r)
-        if (!get(rows[r], "class").empty()) d.class_names.at(std::stoi(get(rows[r], "label"))) = get(rows[r], "class");
-  } else {
-    d.class_names = order_class_names({names.begin(), names.end()});
-  }
+  d.class_names = manifest_classes(csv_path, rows, get, col.count("class") > 0);
+  bool numeric = false;  // labels are class numbers (validated: all or none)
+  for (size_t r = 1; r < rows.size() && !numeric; ++r)
+    numeric = !get(rows[r], "path").empty() && is_label_number(get(rows[r], "label"));
   const fs::path base = fs::path(csv_path).parent_path();
   for (size_t r = 1; r < rows.size(); ++r) {
     const auto& row = rows[r];

@@ -35,6 +35,8 @@ Dataset load_dataset(const std::string& path);
 Dataset load_fracatlas(const std::string& root);
 Dataset load_image_folder(const std::string& root);
 Dataset load_manifest(const std::string& csv_path);
+// The same from the manifest's text (paths relative to csv_path's folder).
+Dataset parse_manifest(const std::string& text, const std::string& csv_path);
 
 // Writes a manifest (atomically) that load_manifest reads back; paths are
 // written relative to the manifest's folder when they lie below it.

@@ -1,6 +1,7 @@
 #include "fracture/data/dicom.h"
 
 #include <dcmtk/dcmdata/dcistrmb.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/dcmdata/dcrledrg.h>
 #include <dcmtk/dcmimgle/dcmimage.h>
@@ -16,7 +17,7 @@
 
 namespace fracture::data {
 
-cv::Mat decode_dicom(const std::string& bytes, const std::string& origin) {
+cv::Mat decode_dicom(const std::string& bytes, const std::string& origin, int64_t max_pixels) {
   static std::once_flag codecs;
   std::call_once(codecs, [] {
     // Compressed transfer syntaxes (JPEG, JPEG-LS, RLE) are common in PACS exports.
@@ -33,6 +34,13 @@ cv::Mat decode_dicom(const std::string& bytes, const std::string& origin) {
   file.transferEnd();
   if (cond.bad()) throw ImageError(origin + ": DICOM parse error: " + cond.text());
   DcmDataset* ds = file.getDataset();
+  Uint16 rows = 0, columns = 0;
+  ds->findAndGetUint16(DCM_Rows, rows);
+  ds->findAndGetUint16(DCM_Columns, columns);
+  if (rows == 0 || columns == 0) throw ImageError(origin + ": DICOM without Rows / Columns (no image in it?)");
+  if (static_cast<int64_t>(rows) * columns > max_pixels)
+    throw ImageError(origin + ": DICOM of " + std::to_string(columns) + " x " + std::to_string(rows) +
+                     " pixels, more than the limit of " + std::to_string(max_pixels) + " (not rendered)");
   const E_TransferSyntax xfer = ds->getOriginalXfer();
   auto image = std::make_unique<DicomImage>(&file, xfer, CIF_MayDetachPixelData, 0, 1);
   if (image->getStatus() != EIS_Normal)

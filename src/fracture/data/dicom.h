@@ -1,6 +1,7 @@
 #pragma once
 #include <opencv2/core.hpp>
 
+#include <cstdint>
 #include <string>
 
 namespace fracture::data {
@@ -10,7 +11,8 @@ namespace fracture::data {
 // (centre/width) or, failing that, the min-max window; MONOCHROME1 (where
 // high values are dark) comes out inverted so bone is always bright.
 // Grey images give CV_8UC1, colour ones CV_8UC3 (BGR, as OpenCV decodes).
-// Throws ImageError naming `origin` on failure.
-cv::Mat decode_dicom(const std::string& bytes, const std::string& origin);
+// Images of more than `max_pixels` (rows x columns, as the header says) are
+// refused before any pixel is rendered. Throws ImageError naming `origin`.
+cv::Mat decode_dicom(const std::string& bytes, const std::string& origin, int64_t max_pixels);
 
 }  // namespace fracture::data

@@ -3,14 +3,37 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
 #include "fracture/data/dicom.h"
 #include "fracture/util/atomic_file.h"
+
+namespace fs = std::filesystem;
 
 namespace fracture::data {
 namespace {
 
 bool starts_with(const std::string& s, const char* magic, size_t n) {
   return s.size() >= n && s.compare(0, n, magic, n) == 0;
+}
+
+// A DICOM data set written without the 128-byte preamble and "DICM" (older
+// PACS exports, DICOMDIR members): it starts with a group 0002 (meta) or
+// 0008 (identifying) element, in explicit VR (two capital letters follow the
+// tag) or implicit VR (a 4-byte length that fits the file).
+bool dicom_without_preamble(const std::string& b) {
+  if (b.size() < 8) return false;
+  auto u8 = [&](size_t i) { return static_cast<unsigned char>(b[i]); };
+  const unsigned group = u8(0) | u8(1) << 8;
+  if (group != 0x0002 && group != 0x0008) return false;
+  if (std::isupper(u8(4)) && std::isupper(u8(5))) return true;
+  const uint32_t length = u8(4) | u8(5) << 8 | u8(6) << 16 | static_cast<uint32_t>(u8(7)) << 24;
+  return (u8(2) | u8(3) << 8) < 0x0100 && length < 1024;
 }
 
 // A complete JPEG ends with the EOI marker FF D9; some writers pad after it
@@ -62,8 +85,70 @@ ImageFormat sniff_format(const std::string& b) {
   if (starts_with(b, "\x89PNG", 4)) return ImageFormat::Png;
   if (starts_with(b, "BM", 2)) return ImageFormat::Bmp;
   if (starts_with(b, "II*\0", 4) || starts_with(b, "MM\0*", 4)) return ImageFormat::Tiff;
-  if (b.size() > 132 && b.compare(128, 4, "DICM") == 0) return ImageFormat::Dicom;
+  if (b.size() >= 132 && b.compare(128, 4, "DICM") == 0) return ImageFormat::Dicom;
+  if (dicom_without_preamble(b)) return ImageFormat::Dicom;
   return ImageFormat::Unknown;
+}
+
+bool is_image_file(const std::string& path) {
+  static const std::set<std::string> ext = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"};
+  std::string e = fs::path(path).extension().string();
+  for (char& c : e) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (ext.count(e)) return true;
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return false;
+  std::ifstream in(path, std::ios::binary);
+  std::string head(132, '\0');
+  in.read(head.data(), static_cast<std::streamsize>(head.size()));
+  head.resize(static_cast<size_t>(in.gcount()));
+  return sniff_format(head) != ImageFormat::Unknown;
+}
+
+std::vector<std::string> image_files_in(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::recursive_directory_iterator(dir, fs::directory_options::skip_permission_denied))
+    // Not only regular files: a pipe or device named like an image is listed,
+    // so that reading it reports it instead of skipping it in silence.
+    if (!e.is_directory() && is_image_file(e.path().string())) out.push_back(e.path().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+cv::Size header_size(const std::string& b, ImageFormat format) {
+  auto u8 = [&](size_t i) -> uint32_t { return i < b.size() ? static_cast<unsigned char>(b[i]) : 0u; };
+  auto be32 = [&](size_t i) { return u8(i) << 24 | u8(i + 1) << 16 | u8(i + 2) << 8 | u8(i + 3); };
+  auto le16 = [&](size_t i) { return u8(i) | u8(i + 1) << 8; };
+  auto le32 = [&](size_t i) { return le16(i) | le16(i + 2) << 16; };
+  auto clamp = [](int64_t v) { return static_cast<int>(std::min<int64_t>(std::llabs(v), 1 << 30)); };
+  switch (format) {
+    case ImageFormat::Jpeg: return jpeg_size(b);
+    case ImageFormat::Png:  // the IHDR chunk comes first: width and height at bytes 16 and 20
+      if (b.size() < 24 || b.compare(12, 4, "IHDR") != 0) return {0, 0};
+      return {clamp(be32(16)), clamp(be32(20))};
+    case ImageFormat::Bmp: {
+      if (b.size() < 26) return {0, 0};
+      if (le32(14) == 12) return {static_cast<int>(le16(18)), static_cast<int>(le16(20))};  // OS/2 header
+      return {clamp(static_cast<int32_t>(le32(18))), clamp(static_cast<int32_t>(le32(22)))};
+    }
+    case ImageFormat::Tiff: {  // the first IFD's ImageWidth (256) and ImageLength (257)
+      const bool big = b.size() > 1 && b[0] == 'M';
+      auto r16 = [&](size_t i) { return big ? (u8(i) << 8 | u8(i + 1)) : le16(i); };
+      auto r32 = [&](size_t i) { return big ? be32(i) : le32(i); };
+      const size_t ifd = r32(4);
+      if (ifd + 2 > b.size()) return {0, 0};
+      int64_t w = 0, h = 0;
+      const size_t n = r16(ifd);
+      for (size_t k = 0; k < n && ifd + 2 + 12 * (k + 1) <= b.size(); ++k) {
+        const size_t e = ifd + 2 + 12 * k;
+        const uint32_t tag = r16(e), type = r16(e + 2);
+        const int64_t v = type == 3 ? r16(e + 8) : type == 4 ? r32(e + 8) : 0;
+        if (tag == 256) w = v;
+        if (tag == 257) h = v;
+      }
+      return {clamp(w), clamp(h)};
+    }
+    default: return {0, 0};
+  }
 }
 
 cv::Size jpeg_size(const std::string& b) {
@@ -90,12 +175,20 @@ DecodedImage decode_image_bytes(const std::string& bytes, const std::string& ori
   if (bytes.empty()) throw ImageError(origin + ": empty file");
   if (out.format == ImageFormat::Unknown)
     throw ImageError(origin + ": not a JPEG, PNG, BMP, TIFF or DICOM file");
+  if (bytes.size() > o.max_file_bytes)
+    throw ImageError(origin + ": " + std::to_string(bytes.size()) + " bytes, more than the limit of " +
+                     std::to_string(o.max_file_bytes));
   if (out.format == ImageFormat::Dicom) {
-    cv::Mat m = decode_dicom(bytes, origin);
+    cv::Mat m = decode_dicom(bytes, origin, o.max_pixels);
     out.original_size = m.size();
     out.pixels = to_channels(m, o.color);
     return out;
   }
+  const cv::Size declared = header_size(bytes, out.format);
+  if (static_cast<int64_t>(declared.width) * declared.height > o.max_pixels)
+    throw ImageError(origin + ": " + format_name(out.format) + " of " + std::to_string(declared.width) + " x " +
+                     std::to_string(declared.height) + " pixels, more than the limit of " +
+                     std::to_string(o.max_pixels) + " (not decoded)");
   int flags = o.color ? cv::IMREAD_COLOR : cv::IMREAD_GRAYSCALE;
   if (out.format == ImageFormat::Jpeg) {
     out.truncated = !jpeg_has_end_marker(bytes);
@@ -129,7 +222,7 @@ DecodedImage decode_image_bytes(const std::string& bytes, const std::string& ori
 DecodedImage decode_image(const std::string& path, const DecodeOptions& o) {
   std::string bytes;
   try {
-    bytes = util::read_file(path);
+    bytes = util::read_file(path, o.max_file_bytes);
   } catch (const std::exception& e) {
     throw ImageError(e.what());
   }

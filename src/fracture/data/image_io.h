@@ -8,13 +8,29 @@
 #include <opencv2/core.hpp>
 
 #include <stdexcept>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 namespace fracture::data {
 
 enum class ImageFormat { Unknown, Jpeg, Png, Bmp, Tiff, Dicom };
 const char* format_name(ImageFormat f);
+// Told by the first bytes (132 are enough); DICOM with or without its
+// 128-byte preamble.
 ImageFormat sniff_format(const std::string& bytes);
+// Whether a file in a folder is taken as an image: an image extension
+// (.jpg .jpeg .png .bmp .tif .tiff .dcm .dicom, any case), or else content
+// that sniffs as one (PACS exports often have no extension at all).
+bool is_image_file(const std::string& path);
+// The image files below `dir` (recursive, sorted), by is_image_file.
+std::vector<std::string> image_files_in(const std::string& dir);
+
+// Defaults of the limits below: 100 megapixels is 4x the largest
+// radiographs (digital detectors reach about 4300 x 4300 and 25 MP); a
+// 30000 x 30000 PNG of 875 KB would otherwise decode to 1 GB.
+inline constexpr int64_t kDefaultMaxPixels = 100'000'000;
+inline constexpr uint64_t kDefaultMaxFileBytes = uint64_t{1} << 30;
 
 // Thrown for a file that cannot be read; what() names the file and problem.
 class ImageError : public std::runtime_error {
@@ -28,6 +44,10 @@ struct DecodeOptions {
   // shorter side stays >= this (libjpeg's DCT scaling: several times faster
   // for the 2304x2880 scans than a full decode followed by a resize).
   int min_side = 0;
+  // Refused before decoding, from the file's header: images of more pixels
+  // (width x height, one frame) and files of more bytes.
+  int64_t max_pixels = kDefaultMaxPixels;
+  uint64_t max_file_bytes = kDefaultMaxFileBytes;
 };
 
 struct DecodedImage {
@@ -43,5 +63,8 @@ DecodedImage decode_image_bytes(const std::string& bytes, const std::string& ori
 
 // Width and height from a JPEG's SOF marker without decoding; {0,0} if absent.
 cv::Size jpeg_size(const std::string& bytes);
+// Width and height from a JPEG, PNG, BMP or TIFF header, without decoding;
+// {0,0} where the header does not say.
+cv::Size header_size(const std::string& bytes, ImageFormat format);
 
 }  // namespace fracture::data

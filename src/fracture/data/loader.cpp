@@ -12,7 +12,8 @@
 namespace fracture::data {
 
 DataLoader::DataLoader(std::vector<Sample> samples, LoaderOptions options)
-    : samples_(std::move(samples)), opt_(std::move(options)), cache_(samples_.size()), failed_(samples_.size(), 0) {
+    : samples_(std::move(samples)), opt_(std::move(options)), cache_(samples_.size()), failed_(samples_.size(), 0),
+      failure_message_(samples_.size()) {
   if (opt_.batch_size < 1) throw std::invalid_argument("batch size must be >= 1");
   if (!opt_.sample_weights.empty() && opt_.sample_weights.size() != samples_.size())
     throw std::invalid_argument("sample_weights must have one weight per sample");
@@ -78,7 +79,11 @@ std::optional<cv::Mat> DataLoader::load_sample(size_t index, int epoch) {
   if (!base) {
     try {
       // Decode at reduced scale when the target size allows (x2 margin for crops).
-      DecodedImage img = decode_image(samples_[index].path, DecodeOptions{opt_.color, opt_.preprocess.size * 2});
+      DecodeOptions decode;
+      decode.color = opt_.color;
+      decode.min_side = opt_.preprocess.size * 2;
+      decode.max_pixels = opt_.max_pixels;
+      DecodedImage img = decode_image(samples_[index].path, decode);
       base = std::make_shared<const cv::Mat>(preprocess(img.pixels, opt_.preprocess));
       std::lock_guard<std::mutex> lock(cache_mu_);
       ++stats_.decoded;
@@ -91,6 +96,7 @@ std::optional<cv::Mat> DataLoader::load_sample(size_t index, int epoch) {
       std::lock_guard<std::mutex> lock(cache_mu_);
       if (!failed_[index]) {
         failed_[index] = 1;
+        failure_message_[index] = e.what();
         ++stats_.failed;
         stats_.failures.push_back(e.what());
         spdlog::warn("skipping unreadable image: {}", e.what());
@@ -101,7 +107,9 @@ std::optional<cv::Mat> DataLoader::load_sample(size_t index, int epoch) {
   try {
     return augment(*base, opt_.augment, util::mix_seed(opt_.seed, static_cast<uint64_t>(epoch), index));
   } catch (const std::exception& e) {  // never let a worker thread die on one image
-    spdlog::warn("{}: augmentation failed: {}", samples_[index].path, e.what());
+    std::lock_guard<std::mutex> lock(cache_mu_);
+    failure_message_[index] = samples_[index].path + ": augmentation failed: " + e.what();
+    spdlog::warn("{}", failure_message_[index]);
     return std::nullopt;
   }
 }
@@ -132,7 +140,11 @@ void DataLoader::worker_loop(uint64_t generation) {
     std::vector<int64_t> labels;
     for (size_t i : batches_[b]) {
       auto img = load_sample(i, epoch);
-      if (!img) continue;
+      if (!img) {
+        std::lock_guard<std::mutex> lock(cache_mu_);
+        batch.failures.emplace_back(i, failure_message_[i]);
+        continue;
+      }
       images.push_back(std::move(*img));
       labels.push_back(samples_[i].label);
       batch.indices.push_back(i);
@@ -165,7 +177,7 @@ std::optional<Batch> DataLoader::next() {
     ++next_to_deliver_;
     lock.unlock();
     consumed_.notify_all();
-    if (batch.indices.empty()) continue;  // every file of this batch was unreadable
+    if (batch.indices.empty() && batch.failures.empty()) continue;
     return batch;
   }
 }

@@ -31,6 +31,7 @@ struct LoaderOptions {
   uint64_t seed = 0;
   bool cache = false;  // keep preprocessed 8-bit images in RAM
   bool color = false;  // radiographs are grey; photographs need RGB
+  int64_t max_pixels = kDefaultMaxPixels;  // larger images are refused from their header
   PreprocessOptions preprocess;
   AugmentOptions augment;
   // Optional sampling weights per sample (e.g. a class-balanced sampler):
@@ -39,9 +40,13 @@ struct LoaderOptions {
 };
 
 struct Batch {
-  torch::Tensor images;          // [n, 3, size, size] float
+  torch::Tensor images;          // [n, 3, size, size] float; undefined when n = 0
   torch::Tensor labels;          // [n] int64
   std::vector<size_t> indices;   // into the loader's sample list
+  // Samples of this batch that could not be read, with the message naming
+  // the file and the problem (they are not in `images`).
+  std::vector<std::pair<size_t, std::string>> failures;
+  bool empty() const { return indices.empty(); }
 };
 
 struct LoaderStats {
@@ -59,7 +64,8 @@ class DataLoader {
   // Starts producing the batches of `epoch` (its shuffle order depends on seed and epoch).
   void start_epoch(int epoch);
   // The next batch in order, or nullopt at the end of the epoch. Unreadable
-  // files are left out of their batch (and reported once in stats()).
+  // files are left out of their batch's images and listed in its failures
+  // (and once in stats()); a batch may hold failures only (empty()).
   std::optional<Batch> next();
   size_t num_batches() const { return batches_.size(); }
   // Batches every epoch will have, before start_epoch.
@@ -92,6 +98,7 @@ class DataLoader {
   std::mutex cache_mu_;
   std::vector<std::shared_ptr<const cv::Mat>> cache_;
   std::vector<char> failed_;  // per sample: already reported unreadable
+  std::vector<std::string> failure_message_;  // per sample, when failed
   LoaderStats stats_;
 };
 

@@ -1,5 +1,7 @@
 #include "fracture/eval/metrics.h"
 
+#include <cstdlib>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -233,11 +235,39 @@ double threshold_for_sensitivity(const std::vector<int>& y, const std::vector<do
   return 0.0;
 }
 
-double choose_threshold(const std::string& rule, const std::vector<int>& labels, const std::vector<double>& probs) {
-  if (rule == "youden") return youden_threshold(labels, probs);
-  if (rule.rfind("sensitivity:", 0) == 0) return threshold_for_sensitivity(labels, probs, std::stod(rule.substr(12)));
-  if (rule.rfind("fixed:", 0) == 0) return std::stod(rule.substr(6));
+namespace {
+
+// The number after "name:" in a rule, which must be all of the rest and lie in [lo, hi].
+double rule_number(const std::string& rule, size_t at, double lo, double hi) {
+  const std::string text = rule.substr(at);
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || *end != '\0' || !std::isfinite(v) || v < lo || v > hi)
+    throw std::invalid_argument("threshold rule '" + rule + "': '" + text + "' is not a number in [" +
+                                std::to_string(lo).substr(0, 3) + ", " + std::to_string(hi).substr(0, 3) + "]");
+  return v;
+}
+
+}  // namespace
+
+void validate_threshold_rule(const std::string& rule) {
+  if (rule == "youden") return;
+  if (rule.rfind("sensitivity:", 0) == 0) {
+    if (rule_number(rule, 12, 0, 1) <= 0) throw std::invalid_argument("threshold rule '" + rule + "': sensitivity must be above 0");
+    return;
+  }
+  if (rule.rfind("fixed:", 0) == 0) {
+    rule_number(rule, 6, 0, 1);
+    return;
+  }
   throw std::invalid_argument("threshold rule must be youden, sensitivity:S or fixed:T, not '" + rule + "'");
+}
+
+double choose_threshold(const std::string& rule, const std::vector<int>& labels, const std::vector<double>& probs) {
+  validate_threshold_rule(rule);
+  if (rule == "youden") return youden_threshold(labels, probs);
+  if (rule.rfind("sensitivity:", 0) == 0) return threshold_for_sensitivity(labels, probs, rule_number(rule, 12, 0, 1));
+  return rule_number(rule, 6, 0, 1);
 }
 
 Interval wilson_interval(int64_t successes, int64_t n) {

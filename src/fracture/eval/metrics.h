@@ -73,5 +73,8 @@ double sensitivity_at_specificity(const std::vector<int>& labels, const std::vec
 double threshold_for_sensitivity(const std::vector<int>& labels, const std::vector<double>& probs, double target);
 // By rule: "youden", "sensitivity:S" (threshold_for_sensitivity) or "fixed:T".
 double choose_threshold(const std::string& rule, const std::vector<int>& labels, const std::vector<double>& probs);
+// Checks a rule before any work: youden, sensitivity:S with 0 < S <= 1, or
+// fixed:T with 0 <= T <= 1. Throws std::invalid_argument saying what is wrong.
+void validate_threshold_rule(const std::string& rule);
 
 }  // namespace fracture::eval

@@ -40,6 +40,7 @@ PointingGame pointing_game(models::ClassifierImpl& net, const std::vector<data::
   data::DataLoader loader(boxed, options);
   loader.start_epoch(0);
   while (auto batch = loader.next()) {
+    if (batch->empty()) continue;
     const auto cells = net.cell_log_odds(net.forward_features(batch->images.to(device))).to(torch::kCPU);  // [n, h, w]
     game.grid_h = static_cast<int>(cells.size(1));
     game.grid_w = static_cast<int>(cells.size(2));

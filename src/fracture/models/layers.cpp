@@ -68,6 +68,12 @@ int fold_batchnorms(torch::nn::Module& module) {
   return n;
 }
 
+bool has_folded_batchnorm(const torch::nn::Module& module) {
+  for (const auto& m : module.modules(/*include_self=*/true))
+    if (auto* c = dynamic_cast<const ConvBnActImpl*>(m.get()); c && c->folded()) return true;
+  return false;
+}
+
 SqueezeExciteImpl::SqueezeExciteImpl(int64_t channels, int64_t squeezed, Activation act) : act_(act) {
   reduce = register_module("reduce", torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, squeezed, 1)));
   expand = register_module("expand", torch::nn::Conv2d(torch::nn::Conv2dOptions(squeezed, channels, 1)));

@@ -66,6 +66,9 @@ TORCH_MODULE(SqueezeExcite);
 // Folds every ConvBnAct inside `module` (see ConvBnActImpl::fold_batchnorm);
 // returns how many were folded.
 int fold_batchnorms(torch::nn::Module& module);
+// Whether any ConvBnAct inside `module` has been folded: such a network's
+// weights no longer match its BatchNorm buffers, so it must not be saved.
+bool has_folded_batchnorm(const torch::nn::Module& module);
 
 // Stochastic depth: in training, drops the residual branch for whole samples
 // with probability p and rescales the survivors by 1/(1-p).

@@ -147,7 +147,7 @@ TensorMap to_their_names(ClassifierImpl& model, WeightNaming naming) {
 LoadReport load_into(ClassifierImpl& model, const TensorMap& given, const std::string& origin) {
   LoadReport r;
   const TensorMap source = strip_module_prefix(given);
-  std::vector<std::string> bad_shape;
+  std::vector<std::string> bad_shape, bad_dtype, non_finite;
   const std::string head = model.classifier_prefix();
   torch::NoGradGuard no_grad;
   std::set<std::string> used;
@@ -166,6 +166,17 @@ LoadReport load_into(ClassifierImpl& model, const TensorMap& given, const std::s
       }
       continue;
     }
+    // A float weight stored as integers (or the reverse) would be converted
+    // value by value into a different network: refuse it.
+    if (it->second.is_floating_point() != target.is_floating_point()) {
+      bad_dtype.push_back(name + " (file " + std::string(c10::toString(it->second.scalar_type())) + ", model " +
+                          std::string(c10::toString(target.scalar_type())) + ")");
+      continue;
+    }
+    if (it->second.is_floating_point() && !torch::isfinite(it->second).all().item<bool>()) {
+      non_finite.push_back(name);
+      continue;
+    }
     target.copy_(it->second.to(target.dtype()));
     r.loaded.push_back(name);
   }
@@ -175,11 +186,13 @@ LoadReport load_into(ClassifierImpl& model, const TensorMap& given, const std::s
   std::vector<std::string> missing_body;
   for (const auto& m : r.missing) (m.rfind(head, 0) == 0 ? r.reinitialised : missing_body).push_back(m);
   r.missing = missing_body;
-  if (!bad_shape.empty() || !r.missing.empty()) {
+  if (!bad_shape.empty() || !r.missing.empty() || !bad_dtype.empty() || !non_finite.empty()) {
     std::string msg = origin + ": does not fit this model:";
     for (size_t i = 0; i < bad_shape.size() && i < 5; ++i) msg += "\n  shape mismatch " + bad_shape[i];
+    for (size_t i = 0; i < bad_dtype.size() && i < 5; ++i) msg += "\n  wrong kind of number " + bad_dtype[i];
+    for (size_t i = 0; i < non_finite.size() && i < 5; ++i) msg += "\n  NaN or infinite values in " + non_finite[i];
     for (size_t i = 0; i < r.missing.size() && i < 5; ++i) msg += "\n  missing " + r.missing[i];
-    const size_t more = bad_shape.size() + r.missing.size();
+    const size_t more = bad_shape.size() + r.missing.size() + bad_dtype.size() + non_finite.size();
     if (more > 10) msg += "\n  ... " + std::to_string(more) + " problems in all";
     throw std::runtime_error(msg);
   }

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <sstream>
 #include <stdexcept>
 #include <variant>
 
@@ -38,7 +39,7 @@ torch::ScalarType storage_dtype(const std::string& name, const std::string& orig
 
 class Unpickler {
  public:
-  Unpickler(caffe2::serialize::PyTorchStreamReader& zip, std::string origin) : zip_(zip), origin_(std::move(origin)) {}
+  Unpickler(const RecordReader& read_record, std::string origin) : read_record_(read_record), origin_(std::move(origin)) {}
 
   Ref run(const char* data, size_t size) {
     p_ = data;
@@ -149,7 +150,10 @@ class Unpickler {
     const char* d = "0123456789abcdef";
     return {d[v >> 4], d[v & 15]};
   }
-  void push(Ref r) { stack_.push_back(std::move(r)); }
+  void push(Ref r) {
+    if (stack_.size() >= kMaxStack) throw std::runtime_error(origin_ + ": malformed pickle (stack too deep)");
+    stack_.push_back(std::move(r));
+  }
   Ref& top() {
     if (stack_.empty()) throw std::runtime_error(origin_ + ": malformed pickle (empty stack)");
     return stack_.back();
@@ -182,6 +186,8 @@ class Unpickler {
     for (const auto& x : as<Tuple>(r)) out.push_back(as<int64_t>(x));
     return out;
   }
+  // A pickle nests only a few levels; a deep stack or memo is a crafted file.
+  static constexpr size_t kMaxStack = 1 << 20;
 
   // ('storage', torch.FloatStorage, key, location, numel) -> the raw storage as a 1-D tensor.
   Ref persistent_load(const Ref& pid) {
@@ -191,28 +197,57 @@ class Unpickler {
     const std::string key = as<std::string>(t[2]);
     auto it = storages_.find(key);
     if (it == storages_.end()) {
-      auto [ptr, size] = zip_.getRecord("data/" + key);
-      const int64_t elem = static_cast<int64_t>(c10::elementSize(dtype));
-      torch::Tensor s = torch::empty({static_cast<int64_t>(size) / elem}, torch::TensorOptions().dtype(dtype));
-      std::memcpy(s.data_ptr(), ptr.get(), size);
+      const std::string record = "data/" + key;
+      const std::string bytes = read_record_(record);
+      const size_t size = bytes.size();
+      const size_t elem = c10::elementSize(dtype);
+      const int64_t numel = as<int64_t>(t[4]);
+      // The record must hold exactly the elements the pickle declares: a
+      // record of another size is a damaged or crafted file.
+      if (numel < 0 || size % elem != 0 || size / elem != static_cast<uint64_t>(numel))
+        throw std::runtime_error(origin_ + ": storage " + record + " holds " + std::to_string(size) +
+                                 " bytes, not the " + std::to_string(numel) + " x " + std::to_string(elem) +
+                                 " the pickle declares");
+      torch::Tensor s = torch::empty({numel}, torch::TensorOptions().dtype(dtype));
+      if (size > 0) std::memcpy(s.data_ptr(), bytes.data(), size);
       it = storages_.emplace(key, s).first;
     }
     return make(it->second);
+  }
+
+  // The view a tensor record asks for must lie inside its storage.
+  void check_view(int64_t storage_numel, int64_t offset, const std::vector<int64_t>& sizes,
+                  const std::vector<int64_t>& strides) {
+    if (sizes.size() != strides.size() || sizes.size() > 8 || offset < 0)
+      throw std::runtime_error(origin_ + ": malformed tensor record (sizes, strides or offset)");
+    int64_t last = offset, numel = 1;
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      if (sizes[i] < 0 || strides[i] < 0 || sizes[i] > (int64_t{1} << 40) || strides[i] > (int64_t{1} << 40))
+        throw std::runtime_error(origin_ + ": malformed tensor record (negative or huge size or stride)");
+      if (__builtin_mul_overflow(numel, sizes[i], &numel)) throw std::runtime_error(origin_ + ": tensor size overflows");
+      if (sizes[i] > 0) last += (sizes[i] - 1) * strides[i];
+    }
+    if (numel > 0 && last >= storage_numel)
+      throw std::runtime_error(origin_ + ": a tensor reaches past the end of its storage (" +
+                               std::to_string(last + 1) + " > " + std::to_string(storage_numel) + " elements)");
   }
 
   Ref reduce(const Global& fn, Tuple& args) {
     const std::string f = fn.module + "." + fn.name;
     if (f == "collections.OrderedDict") return make(Dict{});
     if (f == "torch._utils._rebuild_tensor_v2" || f == "torch._utils._rebuild_tensor") {
-      const torch::Tensor& storage = as<torch::Tensor>(args.at(0));
-      const int64_t offset = as<int64_t>(args.at(1));
-      return make(storage.as_strided(ints(args.at(2)), ints(args.at(3)), offset).clone());
+      if (args.size() < 4) throw std::runtime_error(origin_ + ": malformed tensor record");
+      const torch::Tensor& storage = as<torch::Tensor>(args[0]);
+      const int64_t offset = as<int64_t>(args[1]);
+      const auto sizes = ints(args[2]), strides = ints(args[3]);
+      check_view(storage.numel(), offset, sizes, strides);
+      return make(storage.as_strided(sizes, strides, offset).clone());
     }
     if (f == "torch._utils._rebuild_parameter") return args.at(0);
     throw std::runtime_error(origin_ + ": refuses to call " + f + " (only plain state dicts are read)");
   }
 
-  caffe2::serialize::PyTorchStreamReader& zip_;
+  const RecordReader& read_record_;
   std::string origin_;
   const char* p_ = nullptr;
   const char* end_ = nullptr;
@@ -224,31 +259,69 @@ class Unpickler {
 
 }  // namespace
 
-TensorMap read_torch_zip_state_dict(const std::string& path) {
-  std::unique_ptr<caffe2::serialize::PyTorchStreamReader> zip;
-  try {
-    zip = std::make_unique<caffe2::serialize::PyTorchStreamReader>(path);
-  } catch (const std::exception& e) {
-    throw std::runtime_error(path + ": not a readable PyTorch zip archive");
-  }
-  auto [data, size] = zip->getRecord("data.pkl");
-  Unpickler unpickler(*zip, path);
-  Ref root = unpickler.run(static_cast<const char*>(data.get()), size);
+namespace {
+
+TensorMap state_dict_from(caffe2::serialize::PyTorchStreamReader& zip, const std::string& origin) {
+  if (!zip.hasRecord("data.pkl")) throw std::runtime_error(origin + ": no data.pkl in the archive (not a torch.save file?)");
+  auto [data, size] = zip.getRecord("data.pkl");
+  const RecordReader read_record = [&](const std::string& name) {
+    if (!zip.hasRecord(name)) throw std::runtime_error(origin + ": storage " + name + " is missing");
+    auto [ptr, n] = zip.getRecord(name);
+    return std::string(static_cast<const char*>(ptr.get()), n);
+  };
+  return parse_state_dict_pickle(std::string(static_cast<const char*>(data.get()), size), read_record, origin);
+}
+
+}  // namespace
+
+TensorMap parse_state_dict_pickle(const std::string& pickle, const RecordReader& read_record, const std::string& origin) {
+  Unpickler unpickler(read_record, origin);
+  Ref root = unpickler.run(pickle.data(), pickle.size());
   auto* dict = std::get_if<Dict>(&root->v);
   // Training checkpoints often wrap the weights: {"state_dict": {...}, "epoch": ...}.
   if (dict)
     for (const auto& [k, v] : *dict)
       if (auto* name = std::get_if<std::string>(&k->v); name && (*name == "state_dict" || *name == "model"))
         if (auto* inner = std::get_if<Dict>(&v->v)) dict = inner;
-  if (!dict) throw std::runtime_error(path + ": holds no state dict (expected a dict of tensors)");
+  if (!dict) throw std::runtime_error(origin + ": holds no state dict (expected a dict of tensors)");
   TensorMap out;
   for (const auto& [k, v] : *dict) {
     auto* name = std::get_if<std::string>(&k->v);
     auto* tensor = std::get_if<torch::Tensor>(&v->v);
     if (name && tensor) out.emplace(*name, *tensor);
   }
-  if (out.empty()) throw std::runtime_error(path + ": the dict in this archive has no tensors");
+  if (out.empty()) throw std::runtime_error(origin + ": the dict in this archive has no tensors");
   return out;
+}
+
+namespace {
+
+// LibTorch's zip reader reports problems as c10::Error with a C++ backtrace;
+// the user needs the file and the reason.
+template <typename F>
+TensorMap reading_zip(const std::string& origin, F&& read) {
+  try {
+    return read();
+  } catch (const c10::Error& e) {
+    throw std::runtime_error(origin + ": not a readable PyTorch zip archive (" + e.what_without_backtrace() + ")");
+  }
+}
+
+}  // namespace
+
+TensorMap read_torch_zip_state_dict(const std::string& path) {
+  return reading_zip(path, [&] {
+    caffe2::serialize::PyTorchStreamReader zip(path);
+    return state_dict_from(zip, path);
+  });
+}
+
+TensorMap parse_torch_zip_state_dict(const std::string& bytes, const std::string& origin) {
+  return reading_zip(origin, [&] {
+    std::istringstream in(bytes);
+    caffe2::serialize::PyTorchStreamReader zip(&in);
+    return state_dict_from(zip, origin);
+  });
 }
 
 }  // namespace fracture::models

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <stdexcept>
 
@@ -43,11 +44,15 @@ const DtypeInfo* dtype_by_type(torch::ScalarType t) {
 
 }  // namespace
 
+// The safetensors specification caps the header at 100 MB.
+constexpr uint64_t kMaxHeaderBytes = 100'000'000;
+
 SafetensorsContents parse_safetensors(const std::string& bytes, const std::string& origin) {
   if (bytes.size() < 8) fail(origin, "shorter than its 8-byte header length");
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | static_cast<unsigned char>(bytes[i]);
   if (header_len > bytes.size() - 8) fail(origin, "header length " + std::to_string(header_len) + " exceeds file size");
+  if (header_len > kMaxHeaderBytes) fail(origin, "header of " + std::to_string(header_len) + " bytes (at most 100 MB)");
   nlohmann::json header;
   try {
     header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<long>(header_len));
@@ -60,36 +65,52 @@ SafetensorsContents parse_safetensors(const std::string& bytes, const std::strin
 
   SafetensorsContents out;
   for (auto it = header.begin(); it != header.end(); ++it) {
+    const std::string where = "tensor '" + it.key() + "'";
+    const auto& info = it.value();
     if (it.key() == "__metadata__") {
-      for (auto m = it.value().begin(); m != it.value().end(); ++m)
+      if (!info.is_object()) fail(origin, "__metadata__ is not a JSON object");
+      for (auto m = info.begin(); m != info.end(); ++m)
         out.metadata[m.key()] = m.value().is_string() ? m.value().get<std::string>() : m.value().dump();
       continue;
     }
-    const auto& info = it.value();
-    if (!info.contains("dtype") || !info.contains("shape") || !info.contains("data_offsets"))
-      fail(origin, "tensor '" + it.key() + "' lacks dtype, shape or data_offsets");
+    if (!info.is_object() || !info.contains("dtype") || !info.contains("shape") || !info.contains("data_offsets"))
+      fail(origin, where + " lacks dtype, shape or data_offsets");
+    if (!info["dtype"].is_string()) fail(origin, where + ": dtype is not a string");
     const DtypeInfo* dt = dtype_by_name(info["dtype"].get<std::string>());
-    if (!dt) fail(origin, "tensor '" + it.key() + "' has unsupported dtype " + info["dtype"].dump());
-    std::vector<int64_t> shape = info["shape"].get<std::vector<int64_t>>();
-    int64_t numel = 1;
-    for (int64_t d : shape) {
-      if (d < 0) fail(origin, "tensor '" + it.key() + "' has a negative dimension");
-      numel *= d;
+    if (!dt) fail(origin, where + " has unsupported dtype " + info["dtype"].dump());
+    const auto& shape_json = info["shape"];
+    const auto& offs_json = info["data_offsets"];
+    if (!shape_json.is_array() || shape_json.size() > 8) fail(origin, where + ": shape is not a list of at most 8 sizes");
+    if (!offs_json.is_array() || offs_json.size() != 2) fail(origin, where + ": data_offsets is not [begin, end]");
+    std::vector<int64_t> shape;
+    uint64_t numel = 1;
+    for (const auto& d : shape_json) {
+      if (!d.is_number_unsigned()) fail(origin, where + " has a dimension that is not a non-negative integer");
+      const uint64_t v = d.get<uint64_t>();
+      if (v > (uint64_t{1} << 40) || __builtin_mul_overflow(numel, v, &numel))
+        fail(origin, where + " has a shape whose size overflows");
+      shape.push_back(static_cast<int64_t>(v));
     }
-    const auto offs = info["data_offsets"].get<std::vector<uint64_t>>();
-    if (offs.size() != 2 || offs[0] > offs[1] || offs[1] > data_len)
-      fail(origin, "tensor '" + it.key() + "' lies outside the data area (file truncated?)");
-    if (offs[1] - offs[0] != static_cast<uint64_t>(numel) * dt->size)
-      fail(origin, "tensor '" + it.key() + "' byte size does not match its shape");
+    for (const auto& v : offs_json)
+      if (!v.is_number_unsigned()) fail(origin, where + ": data_offsets are not non-negative integers");
+    const uint64_t begin = offs_json[0].get<uint64_t>(), end = offs_json[1].get<uint64_t>();
+    if (begin > end || end > data_len) fail(origin, where + " lies outside the data area (file truncated?)");
+    uint64_t nbytes = 0;
+    if (__builtin_mul_overflow(numel, dt->size, &nbytes) || end - begin != nbytes)
+      fail(origin, where + ": byte size " + std::to_string(end - begin) + " does not match its dtype and shape");
     torch::Tensor t = torch::empty(shape, torch::TensorOptions().dtype(dt->type));
-    if (numel > 0) std::memcpy(t.data_ptr(), bytes.data() + data_start + offs[0], offs[1] - offs[0]);
+    if (numel > 0) std::memcpy(t.data_ptr(), bytes.data() + data_start + begin, nbytes);
     out.tensors.emplace(it.key(), std::move(t));
   }
   return out;
 }
 
 SafetensorsContents load_safetensors(const std::string& path) {
-  return parse_safetensors(util::read_file(path), path);
+  const std::string bytes = util::read_file(path);
+  if (bytes.size() >= 2 && bytes[0] == 'P' && bytes[1] == 'K')
+    throw std::runtime_error(path + ": a PyTorch zip archive (.pth), not safetensors; `fracture weights convert` "
+                                    "turns one into safetensors");
+  return parse_safetensors(bytes, path);
 }
 
 std::string serialize_safetensors(const TensorMap& tensors, const Metadata& metadata) {
@@ -126,6 +147,7 @@ TensorMap load_pytorch_zip(const std::string& path) { return read_torch_zip_stat
 TensorMap load_tensor_file(const std::string& path) {
   std::string head;
   {
+    if (!std::filesystem::is_regular_file(path)) util::read_file(path, 0);  // throws: names what the path is
     std::ifstream in(path, std::ios::binary);
     if (!in) throw std::runtime_error(path + ": cannot open");
     head.resize(8);

@@ -3,11 +3,21 @@
 #include <map>
 #include <stdexcept>
 
+#include <cmath>
+#include <set>
+
+#include "fracture/models/layers.h"
 #include "fracture/models/name_map.h"
 #include "fracture/models/registry.h"
 #include "fracture/models/weights_io.h"
+#include "fracture/util/atomic_file.h"
+#include "fracture/util/hash.h"
 
 namespace fracture::train {
+namespace {
+// The largest classifier here (VGG-16, float32) is 553 MB.
+constexpr uint64_t kMaxModelBytes = uint64_t{2} << 30;
+}  // namespace
 
 std::string resize_mode_name(data::ResizeMode m) { return m == data::ResizeMode::Stretch ? "stretch" : "letterbox"; }
 
@@ -48,11 +58,34 @@ ModelInfo ModelInfo::from_json(const nlohmann::json& j, const std::string& origi
     m.extra = j.value("extra", nlohmann::json::object());
     return m;
   } catch (const std::exception& e) {
-    throw std::runtime_error(origin + ": model description is incomplete (" + e.what() + ")");
+    throw std::runtime_error(origin + ": model description is incomplete or mistyped (" + e.what() + ")");
   }
 }
 
+void validate_model_info(const ModelInfo& m, const std::string& origin) {
+  auto bad = [&](const std::string& what) { throw std::runtime_error(origin + ": invalid model description: " + what); };
+  if (m.class_names.size() < 2) bad("fewer than two classes");
+  std::set<std::string> names;
+  for (const auto& n : m.class_names) {
+    if (n.empty()) bad("an empty class name");
+    if (!names.insert(n).second) bad("class name '" + n + "' appears twice");
+  }
+  if (!std::isfinite(m.threshold) || m.threshold < 0 || m.threshold > 1)
+    bad("threshold " + std::to_string(m.threshold) + " is not a probability in [0, 1]");
+  if (m.preprocess.size < 16 || m.preprocess.size > 4096)
+    bad("input size " + std::to_string(m.preprocess.size) + " outside 16-4096 pixels");
+  for (int c = 0; c < 3; ++c) {
+    if (!std::isfinite(m.preprocess.mean[c])) bad("a mean that is not a finite number");
+    if (!std::isfinite(m.preprocess.std[c]) || m.preprocess.std[c] <= 0) bad("a std that is not a positive number");
+  }
+  if (!std::isfinite(m.cell_pooling) || m.cell_pooling < 0 || m.cell_pooling > 1000)
+    bad("cell_pooling " + std::to_string(m.cell_pooling) + " outside 0-1000");
+}
+
 void save_model(const std::string& path, models::ClassifierImpl& net, const ModelInfo& info) {
+  if (models::has_folded_batchnorm(net))
+    throw std::logic_error(path + ": not saved: this network was prepared for inference (BatchNorm folded into its "
+                                  "convolutions) and would reload with BatchNorm applied twice");
   models::TensorMap state;
   for (auto& [k, v] : models::module_state(net)) state[k] = v.detach().to(torch::kCPU);
   models::save_safetensors(path, state, {{"fracture", info.to_json().dump()}});
@@ -85,13 +118,25 @@ models::TensorMap average_weights(const std::vector<std::string>& paths) {
 }
 
 LoadedModel load_model(const std::string& path) {
-  auto contents = models::load_safetensors(path);
+  const std::string bytes = util::read_file(path, kMaxModelBytes);
+  if (bytes.size() >= 2 && bytes[0] == 'P' && bytes[1] == 'K')
+    throw std::runtime_error(path + ": a PyTorch zip archive (.pth), not a fracture model; trained models are the "
+                                    ".safetensors files `fracture train` writes");
+  auto contents = models::parse_safetensors(bytes, path);
   auto it = contents.metadata.find("fracture");
   if (it == contents.metadata.end())
     throw std::runtime_error(path + ": not a fracture model (no 'fracture' metadata); ImageNet backbones are "
                                     "loaded with --weights when training");
   LoadedModel out;
-  out.info = ModelInfo::from_json(nlohmann::json::parse(it->second), path);
+  out.sha256 = util::sha256_hex(bytes);
+  nlohmann::json description;
+  try {
+    description = nlohmann::json::parse(it->second);
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(path + ": model description is not JSON (" + e.what() + ")");
+  }
+  out.info = ModelInfo::from_json(description, path);
+  validate_model_info(out.info, path);
   out.net = models::find_model(out.info.architecture).build(static_cast<int64_t>(out.info.class_names.size()));
   models::load_into(*out.net, contents.tensors, path);
   out.net->set_cell_pooling(out.info.cell_pooling);

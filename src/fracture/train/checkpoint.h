@@ -31,12 +31,19 @@ struct ModelInfo {
 struct LoadedModel {
   models::Classifier net;
   ModelInfo info;
+  std::string sha256;  // of the model file: predictions and evaluations name it
 };
 
-// Written atomically: a crash never leaves a half-written model.
+// Written atomically: a crash never leaves a half-written model. Refuses a
+// network prepared for inference (BatchNorm folded into its convolutions):
+// reloaded, it would apply BatchNorm twice.
 void save_model(const std::string& path, models::ClassifierImpl& net, const ModelInfo& info);
-// Throws naming the file if it is not a fracture model or does not fit.
+// Throws naming the file and the problem if it is not a fracture model, its
+// description is out of range (threshold, input size, std, classes), or its
+// weights do not fit (shape, kind of number, NaN or infinite values).
 LoadedModel load_model(const std::string& path);
+// The checks load_model makes of a description; throws naming `origin`.
+void validate_model_info(const ModelInfo& info, const std::string& origin);
 
 // Uniform mean of the weights in several model files of one architecture
 // (checkpoint averaging); integer buffers (BatchNorm's batch counters) are

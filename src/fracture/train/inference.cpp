@@ -11,7 +11,14 @@ namespace fracture::train {
 
 torch::Device pick_device(const std::string& name) {
   if (name == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
-  torch::Device d(name);
+  if (name != "cpu" && name.rfind("cuda", 0) != 0)
+    throw std::invalid_argument("--device " + name + ": expected auto, cpu, cuda or cuda:N");
+  torch::Device d(torch::kCPU);
+  try {
+    d = torch::Device(name);
+  } catch (const c10::Error&) {
+    throw std::invalid_argument("--device " + name + ": expected auto, cpu, cuda or cuda:N");
+  }
   if (d.is_cuda() && !torch::cuda::is_available()) throw std::runtime_error("--device " + name + ": no CUDA device available");
   return d;
 }
@@ -39,25 +46,39 @@ torch::Tensor forward_in_chunks(const std::function<torch::Tensor(const torch::T
   return torch::cat(parts);
 }
 
-torch::Tensor predict_probabilities(models::ClassifierImpl& net, data::DataLoader& loader, torch::Device device,
-                                    bool tta, const std::string& progress_label) {
-  torch::NoGradGuard no_grad;
+void predict_batches(models::ClassifierImpl& net, data::DataLoader& loader, torch::Device device, bool tta,
+                     const std::function<void(const ScoredBatch&)>& on_batch, const std::string& progress_label) {
   net.eval();
-  torch::Tensor out =
-      torch::full({static_cast<int64_t>(loader.size()), net.num_classes()}, std::numeric_limits<float>::quiet_NaN());
   loader.start_epoch(0);
   std::unique_ptr<util::Progress> bar;
   if (!progress_label.empty()) bar = std::make_unique<util::Progress>(progress_label, loader.size());
   while (auto batch = loader.next()) {
-    auto x = batch->images.to(device);
-    auto forward = [&](const torch::Tensor& part) { return net.forward(part); };
-    auto p = torch::softmax(forward_in_chunks(forward, x), 1);
-    if (tta) p = (p + torch::softmax(forward_in_chunks(forward, x.flip({3})), 1)) / 2;
-    p = p.to(torch::kCPU);
-    for (size_t k = 0; k < batch->indices.size(); ++k) out[static_cast<int64_t>(batch->indices[k])] = p[static_cast<int64_t>(k)];
-    if (bar) bar->advance(static_cast<int64_t>(batch->indices.size()));
+    ScoredBatch scored{batch->indices, {}, batch->failures};
+    if (!batch->empty()) {
+      torch::NoGradGuard no_grad;  // only here: on_batch may need gradients (heat maps)
+      auto x = batch->images.to(device);
+      auto forward = [&](const torch::Tensor& part) { return net.forward(part); };
+      auto p = torch::softmax(forward_in_chunks(forward, x), 1);
+      if (tta) p = (p + torch::softmax(forward_in_chunks(forward, x.flip({3})), 1)) / 2;
+      scored.probabilities = p.to(torch::kCPU);
+    }
+    on_batch(scored);
+    if (bar) bar->advance(static_cast<int64_t>(batch->indices.size() + batch->failures.size()));
   }
   if (bar) bar->finish();
+}
+
+torch::Tensor predict_probabilities(models::ClassifierImpl& net, data::DataLoader& loader, torch::Device device,
+                                    bool tta, const std::string& progress_label) {
+  torch::Tensor out =
+      torch::full({static_cast<int64_t>(loader.size()), net.num_classes()}, std::numeric_limits<float>::quiet_NaN());
+  predict_batches(
+      net, loader, device, tta,
+      [&](const ScoredBatch& b) {
+        for (size_t k = 0; k < b.indices.size(); ++k)
+          out[static_cast<int64_t>(b.indices[k])] = b.probabilities[static_cast<int64_t>(k)];
+      },
+      progress_label);
   return out;
 }
 

@@ -26,8 +26,22 @@ int64_t cpu_images_per_forward(int64_t height, int64_t width);
 torch::Tensor forward_in_chunks(const std::function<torch::Tensor(const torch::Tensor&)>& forward,
                                 const torch::Tensor& x);
 
+// One batch's results, as soon as it is scored: `probabilities` [n, classes]
+// (CPU) for the loader samples `indices`, and the samples that could not be
+// read, each with its message.
+struct ScoredBatch {
+  std::vector<size_t> indices;
+  torch::Tensor probabilities;
+  std::vector<std::pair<size_t, std::string>> failures;
+};
+
+// Scores the loader's samples batch by batch, calling `on_batch` with each
+// in order (bounded memory: nothing is kept). With `tta`, each image and
+// its horizontal mirror are averaged.
+void predict_batches(models::ClassifierImpl& net, data::DataLoader& loader, torch::Device device, bool tta,
+                     const std::function<void(const ScoredBatch&)>& on_batch, const std::string& progress_label = "");
+
 // Softmax probabilities [N, classes]; rows of unreadable samples are NaN.
-// With `tta`, each image and its horizontal mirror are averaged.
 torch::Tensor predict_probabilities(models::ClassifierImpl& net, data::DataLoader& loader, torch::Device device,
                                     bool tta = false, const std::string& progress_label = "");
 

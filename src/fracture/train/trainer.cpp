@@ -7,7 +7,10 @@
 #include <filesystem>
 #include <fstream>
 #include <numeric>
+#include <optional>
 #include <random>
+
+#include <unistd.h>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -42,7 +45,7 @@ struct Cached {
 // view 0 is the plain image; views > 0 are seeded random augmentations.
 Cached extract_features(models::ClassifierImpl& net, int first_trainable, const std::vector<data::Sample>& samples,
                         const data::PreprocessOptions& pre, int workers, torch::Device device, const std::string& what,
-                        int view = 0, uint64_t seed = 0) {
+                        const std::atomic<bool>* stop, int view = 0, uint64_t seed = 0) {
   data::LoaderOptions lo;
   lo.batch_size = 32;
   lo.workers = workers;
@@ -59,6 +62,8 @@ Cached extract_features(models::ClassifierImpl& net, int first_trainable, const 
                      static_cast<int64_t>(samples.size()));
   loader.start_epoch(0);
   while (auto b = loader.next()) {
+    if (stop && *stop) throw Interrupted();
+    if (b->empty()) continue;
     auto f = forward_in_chunks([&](const torch::Tensor& x) { return net.forward_stages(x, 0, first_trainable); },
                                b->images.to(device));
     if (pooled) f = torch::adaptive_avg_pool2d(f, {1, 1}).flatten(1);
@@ -203,13 +208,177 @@ EpochRecord record_from_json(const nlohmann::json& j) {
   return r;
 }
 
+// What cached frozen features depend on: the network and its weights, the
+// preprocessing, the views, the seed, and the very images and labels of both
+// splits. A change in any of them must not reuse a stale cache.
+std::string feature_cache_key(const TrainOptions& o, const data::PreprocessOptions& pre,
+                              const std::vector<data::Sample>& train_set, const std::vector<data::Sample>& val_set) {
+  std::error_code ec;
+  const auto weights_size = o.weights.empty() ? 0 : fs::file_size(o.weights, ec);
+  const auto weights_time =
+      o.weights.empty() ? 0 : static_cast<int64_t>(fs::last_write_time(o.weights, ec).time_since_epoch().count());
+  std::string key = nlohmann::json{{"model", o.model},
+                                   {"weights", o.weights},
+                                   {"weights_file", {weights_size, weights_time}},
+                                   {"from_scratch", o.from_scratch},
+                                   {"freeze", o.freeze},
+                                   {"size", pre.size},
+                                   {"resize", pre.resize == data::ResizeMode::Stretch},
+                                   {"clahe", pre.clahe},
+                                   {"mean", pre.mean},
+                                   {"std", pre.std},
+                                   {"views", o.augment ? o.cache_views : 1},
+                                   {"seed", o.seed}}
+                        .dump();
+  for (const auto* set : {&train_set, &val_set}) {
+    key += "|";
+    for (const auto& s : *set) key += s.path + "\t" + std::to_string(s.label) + "\n";
+  }
+  return util::to_hex(util::fnv1a64(key));
+}
+
+// Removes state/epoch-NN.* files of epochs other than `keep`.
+void remove_state_files_except(const std::string& out_dir, int keep) {
+  std::error_code ec;
+  const std::string mine = fmt::format("epoch-{:02d}.", keep);
+  for (const auto& e : fs::directory_iterator(fs::path(out_dir) / "state", ec))
+    if (e.path().filename().string().rfind(mine, 0) != 0) fs::remove(e.path(), ec);
+}
+
+nlohmann::json read_state(const std::string& path) {
+  try {
+    auto st = nlohmann::json::parse(util::read_file(path));
+    for (const char* k : {"epochs_done", "best_epoch", "best_val_auc", "history", "recipe"})
+      if (!st.contains(k)) throw std::runtime_error(std::string("no '") + k + "'");
+    return st;
+  } catch (const std::exception& e) {
+    throw std::runtime_error(path + ": cannot resume from this state record (" + e.what() +
+                             "; a run from an older fracture, or damaged): start again with --overwrite");
+  }
+}
+
+void check_same_recipe(const nlohmann::json& saved, const nlohmann::json& now, const std::string& origin) {
+  std::string differences;
+  for (auto it = now.begin(); it != now.end(); ++it) {
+    const auto old = saved.contains(it.key()) ? saved.at(it.key()) : nlohmann::json();
+    if (old != it.value()) differences += fmt::format("\n  {}: {} then, {} now", it.key(), old.dump(), it.value().dump());
+  }
+  if (!differences.empty())
+    throw std::runtime_error(origin + ": --resume with options that change the model; the run was started with" +
+                             " other values:" + differences + "\n(resume with the same options, or start a new run)");
+}
+
 }  // namespace
+
+void validate_options(const TrainOptions& o) {
+  auto need = [](bool ok, const std::string& what) {
+    if (!ok) throw std::invalid_argument(what);
+  };
+  auto finite_in = [&](double v, double lo, double hi, const char* flag) {
+    need(std::isfinite(v) && v >= lo && v <= hi, fmt::format("{} {}: must be a number from {} to {}", flag, v, lo, hi));
+  };
+  models::find_model(o.model);  // throws, listing the known models
+  first_trainable_stage(o.freeze, 99);
+  need(o.image_size == 0 || (o.image_size >= 32 && o.image_size <= 2048),
+       fmt::format("--size {}: must be 0 (the model's own) or 32-2048 pixels", o.image_size));
+  need(o.epochs >= 1 && o.epochs <= 10000, fmt::format("--epochs {}: must be 1 or more", o.epochs));
+  need(o.batch_size >= 1 && o.batch_size <= 4096, fmt::format("--batch-size {}: must be 1-4096", o.batch_size));
+  need(o.optimizer == "adamw" || o.optimizer == "adam" || o.optimizer == "sgd", "--optimizer must be adamw, adam or sgd");
+  need(std::isfinite(o.lr) && o.lr > 0 && o.lr <= 10, fmt::format("--lr {}: must be a positive number (at most 10)", o.lr));
+  finite_in(o.weight_decay, 0, 1, "--weight-decay");
+  finite_in(o.momentum, 0, 0.999, "--momentum");
+  finite_in(o.warmup_epochs, 0, o.epochs, "--warmup");
+  need(o.schedule == "cosine" || o.schedule == "constant", "--schedule must be cosine or constant");
+  finite_in(o.label_smoothing, 0, 0.5, "--label-smoothing");
+  finite_in(o.mixup, 0, 100, "--mixup");
+  need(o.balance == "loss" || o.balance == "sampler" || o.balance == "none", "--balance must be loss, sampler or none");
+  finite_in(o.ema_decay, 0, 0.99999, "--ema");
+  need(o.average_last >= 0 && o.average_last <= 10000,  // more than --epochs: all epochs are averaged
+       fmt::format("--average {}: must be 0 or more", o.average_last));
+  finite_in(o.cell_pooling, 0, 1000, "--cell-pooling");
+  finite_in(o.box_loss, 0, 1000, "--box-loss");
+  finite_in(o.clip_grad_norm, 0, 1e6, "--clip-grad");
+  need(o.patience >= 0, "--patience must be 0 or more");
+  need(o.cache == "ram" || o.cache == "disk" || o.cache == "off", "--cache must be ram, disk or off");
+  need(o.cache_views >= 1 && o.cache_views <= 64, fmt::format("--augment-views {}: must be 1-64", o.cache_views));
+  need(o.workers >= 1 && o.workers <= 256, fmt::format("--workers {}: must be 1-256", o.workers));
+  need(o.threads >= 0 && o.threads <= 1024, fmt::format("--threads {}: must be 0 (all cores) to 1024", o.threads));
+  need(o.stop_after_epochs >= 0, "--stop-after must be 0 or more");
+  need(!(o.from_scratch && !o.weights.empty()), "--from-scratch and --weights exclude each other");
+  need(!(o.resume && o.overwrite), "--resume and --overwrite exclude each other");
+  eval::validate_threshold_rule(o.threshold_rule);
+  pick_device(o.device);
+}
+
+namespace {
+// Files a run writes in its folder; one of the first four means a run is there.
+const char* const kRunFiles[] = {"best.safetensors", "last.safetensors", "train_state.json", "metrics.jsonl",
+                                 "best-epoch.safetensors", "threshold.json", "train_state.pt", "last_raw.safetensors",
+                                 "box_head.safetensors"};
+}  // namespace
+
+void prepare_run_folder(const TrainOptions& o) {
+  const fs::path dir(o.out_dir);
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return;
+  std::vector<std::string> found;
+  for (int i = 0; i < 4; ++i)
+    if (fs::exists(dir / kRunFiles[i])) found.push_back(kRunFiles[i]);
+  if (found.empty() || o.resume) return;
+  if (!o.overwrite)
+    throw std::runtime_error(o.out_dir + " already holds a run (" + found.front() +
+                             "): continue it with --resume, replace it with --overwrite, or choose another --out");
+  spdlog::warn("--overwrite: removing the run in {}", o.out_dir);
+  for (const char* f : kRunFiles) fs::remove(dir / f, ec);
+  fs::remove_all(dir / "state", ec);
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("epoch-", 0) == 0 && e.path().extension() == ".safetensors") fs::remove(e.path(), ec);
+  }
+}
+
+nlohmann::json recipe_json(const TrainOptions& o) {
+  return {{"model", o.model},
+          {"weights", o.weights},
+          {"from_scratch", o.from_scratch},
+          {"freeze", o.freeze},
+          {"size", o.image_size},
+          {"resize", o.resize == data::ResizeMode::Stretch ? "stretch" : "letterbox"},
+          {"clahe", o.clahe},
+          {"epochs", o.epochs},
+          {"batch_size", o.batch_size},
+          {"optimizer", o.optimizer},
+          {"lr", o.lr},
+          {"weight_decay", o.weight_decay},
+          {"momentum", o.momentum},
+          {"warmup", o.warmup_epochs},
+          {"schedule", o.schedule},
+          {"label_smoothing", o.label_smoothing},
+          {"mixup", o.mixup},
+          {"balance", o.balance},
+          {"ema", o.ema_decay},
+          {"average", o.average_last},
+          {"cell_pooling", o.cell_pooling},
+          {"box_loss", o.box_loss},
+          {"clip_grad", o.clip_grad_norm},
+          {"patience", o.patience},
+          {"augment", o.augment},
+          {"cached_features", o.cache != "off"},
+          {"feature_augment", o.feature_augment},
+          {"augment_views", o.cache_views},
+          {"seed", o.seed},
+          {"threshold", o.threshold_rule},
+          {"manifest_sha256", o.manifest_sha256}};
+}
 
 int first_trainable_stage(const std::string& freeze, int num_stages) {
   if (freeze == "head") return num_stages;
   if (freeze == "full") return 0;
   if (freeze.rfind("last:", 0) == 0) {
-    const int k = std::stoi(freeze.substr(5));
+    const std::string digits = freeze.substr(5);
+    if (digits.empty() || digits.size() > 3 || digits.find_first_not_of("0123456789") != std::string::npos)
+      throw std::invalid_argument("--freeze " + freeze + ": K in last:K must be a whole number of stages");
+    const int k = std::stoi(digits);
     if (k < 0 || k > num_stages) throw std::invalid_argument(fmt::format("--freeze {}: the model has {} stages", freeze, num_stages));
     return num_stages - k;
   }
@@ -218,6 +387,23 @@ int first_trainable_stage(const std::string& freeze, int num_stages) {
 
 TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std::atomic<bool>* stop) {
   const auto t_start = std::chrono::steady_clock::now();
+  validate_options(o);
+  prepare_run_folder(o);
+  fs::create_directories(o.out_dir);
+  if (const int n = util::remove_stale_temporaries(o.out_dir); n > 0)
+    spdlog::info("removed {} temporary files left in {} by an earlier run that was killed", n, o.out_dir);
+  const std::string state_json = o.out_dir + "/train_state.json";
+  auto state_file = [&](int epoch, const char* what) {
+    return fmt::format("{}/state/epoch-{:02d}.{}", o.out_dir, epoch, what);
+  };
+  // A resumed run continues the recipe it started with, or not at all.
+  std::optional<nlohmann::json> saved_state;
+  if (o.resume && fs::exists(state_json)) {
+    saved_state = read_state(state_json);
+    check_same_recipe(saved_state->value("recipe", nlohmann::json()), recipe_json(o), state_json);
+  } else if (o.resume) {
+    spdlog::warn("--resume: no {} yet; starting from the beginning", state_json);
+  }
   const auto train_set = dataset.subset("train"), val_set = dataset.subset("val");
   if (train_set.empty() || val_set.empty())
     throw std::runtime_error("the data needs 'train' and 'val' samples: run `fracture split` first or pass a manifest with a split column");
@@ -293,13 +479,11 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
                  "(K times the caching cost), --feature-augment mirrors and shifts the cached maps, --cache off "
                  "augments at full cost");
 
-  fs::create_directories(o.out_dir);
   // With averaging, best.safetensors (the model to use) is written once, at
   // the end; the best single epoch is kept beside it.
   const bool averaging = o.average_last > 0;
   const std::string last_path = o.out_dir + "/last.safetensors", model_path = o.out_dir + "/best.safetensors";
   const std::string best_path = averaging ? o.out_dir + "/best-epoch.safetensors" : model_path;
-  const std::string state_json = o.out_dir + "/train_state.json", state_pt = o.out_dir + "/train_state.pt";
 
   // Class balance from the training labels.
   std::vector<int64_t> counts(static_cast<size_t>(classes), 0);
@@ -320,26 +504,36 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
   Cached train_feat, val_feat;
   std::unique_ptr<data::DataLoader> train_loader, val_loader;
   if (use_cache) {
-    const std::string key = util::to_hex(util::mix_seed(util::fnv1a64(o.model + o.freeze + o.weights), pre.size,
-                                                        (pre.clahe ? 2 : 0) + (pre.resize == data::ResizeMode::Letterbox) + 4 * o.cache_views));
+    const std::string key = feature_cache_key(o, pre, train_set, val_set);
     const std::string disk = o.out_dir + "/feature_cache_" + key + ".safetensors";
+    bool cached_on_disk = false;
     if (o.cache == "disk" && fs::exists(disk)) {
-      auto t = models::load_safetensors(disk).tensors;
-      train_feat = {t.at("train_x"), t.at("train_y"), first >= stages};
-      val_feat = {t.at("val_x"), t.at("val_y"), first >= stages};
-      const auto rows = (t.count("train_index") ? t.at("train_index") : torch::arange(train_feat.y.size(0))).contiguous();
-      train_feat.index.assign(rows.data_ptr<int64_t>(), rows.data_ptr<int64_t>() + rows.numel());
-      spdlog::info("reusing cached features {}", disk);
-    } else {
+      try {
+        auto t = models::load_safetensors(disk).tensors;
+        train_feat = {t.at("train_x"), t.at("train_y"), first >= stages};
+        val_feat = {t.at("val_x"), t.at("val_y"), first >= stages};
+        const auto rows = t.at("train_index").to(torch::kLong).contiguous();
+        train_feat.index.assign(rows.data_ptr<int64_t>(), rows.data_ptr<int64_t>() + rows.numel());
+        if (train_feat.index.size() != static_cast<size_t>(train_feat.y.size(0)))
+          throw std::runtime_error("row index and labels differ in length");
+        for (size_t r : train_feat.index)
+          if (r >= train_set.size()) throw std::runtime_error("row index past the training set");
+        cached_on_disk = true;
+        spdlog::info("reusing cached features {}", disk);
+      } catch (const std::exception& e) {
+        spdlog::warn("{}: cached features unusable ({}); computing them again", disk, e.what());
+      }
+    }
+    if (!cached_on_disk) {
       // Augmentation with a cache: several augmented views of every training
       // image are cached, and each epoch draws one view per image.
       std::vector<torch::Tensor> views;
       for (int v = 0; v < std::max(1, o.augment ? o.cache_views : 1); ++v) {
-        train_feat = extract_features(*net, first, train_set, pre, o.workers, device, "train", v, o.seed);
+        train_feat = extract_features(*net, first, train_set, pre, o.workers, device, "train", stop, v, o.seed);
         views.push_back(train_feat.x);
       }
       train_feat.x = torch::cat(views);  // [views * n, ...], view-major
-      val_feat = extract_features(*net, first, val_set, pre, o.workers, device, "val");
+      val_feat = extract_features(*net, first, val_set, pre, o.workers, device, "val", stop);
       if (o.cache == "disk")
         models::save_safetensors(disk, {{"train_x", train_feat.x}, {"train_y", train_feat.y},
                                         {"train_index", torch::tensor(std::vector<int64_t>(train_feat.index.begin(), train_feat.index.end()))},
@@ -383,7 +577,6 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
   // which ~420 image labels say only weakly.
   torch::nn::Conv2d box_head{nullptr};
   BoxTargets boxes;
-  const std::string box_head_path = o.out_dir + "/box_head.safetensors";
   if (box_weight > 0) {
     int64_t h = 0, w = 0;
     {
@@ -405,54 +598,64 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
     }
   }
 
+  // The recipe as it ran: options that switched themselves off say so.
+  nlohmann::json recipe_as_run = recipe_json(o);
+  recipe_as_run["cell_pooling"] = result.cell_pooling;
+  recipe_as_run["box_loss"] = box_weight;
   auto optimizer = make_optimizer(o, params);
   std::unique_ptr<Ema> ema;
   if (o.ema_decay > 0) ema = std::make_unique<Ema>(*net, o.ema_decay);
 
   result.model = model_path;
   result.best_epoch_model = best_path;
-  if (averaging && !o.resume && best_path != model_path) fs::remove(model_path);  // an older run's, not this one's
   result.last_model = last_path;
   int start_epoch = 0;
   int since_best = 0;
-  if (o.resume && fs::exists(state_json)) {
-    const auto st = nlohmann::json::parse(util::read_file(state_json));
-    models::load_into(*net, models::load_safetensors(last_path).tensors, last_path);
-    torch::serialize::InputArchive ar;
-    ar.load_from(state_pt);
-    optimizer->load(ar);
-    if (box_head) {
-      const auto t = models::load_safetensors(box_head_path).tensors;
-      torch::NoGradGuard g;
-      box_head->weight.copy_(t.at("weight"));
-      box_head->bias.copy_(t.at("bias"));
-    }
-    for (const auto& r : st.at("history")) result.history.push_back(record_from_json(r));
-    start_epoch = st.at("epochs_done");
-    result.best_epoch = st.at("best_epoch");
-    result.best_val_auc = st.at("best_val_auc");
-    since_best = st.value("since_best", 0);
-    if (ema && st.value("ema", false)) {
-      // last.safetensors holds the averaged weights; the raw ones were saved beside them.
-      auto raw = models::load_safetensors(o.out_dir + "/last_raw.safetensors").tensors;
-      for (auto& [k, v] : ema->state()) v.copy_(models::module_state(*net).at(k));
-      models::load_into(*net, raw, o.out_dir + "/last_raw.safetensors");
-    }
-    spdlog::info("resuming {} after epoch {} (best val AUC {:.4f} at epoch {})", o.out_dir, start_epoch,
-                 result.best_val_auc, result.best_epoch);
-  } else if (o.resume) {
-    spdlog::warn("--resume: no {} yet; starting from the beginning", state_json);
-  }
-
   ModelInfo info;
   info.architecture = o.model;
   info.class_names = dataset.class_names;
   info.preprocess = pre;
   info.cell_pooling = result.cell_pooling;
-  if (start_epoch > 0 && fs::exists(best_path)) {  // the best model so far keeps its threshold
-    const auto meta = models::load_safetensors(best_path).metadata;
-    info = ModelInfo::from_json(nlohmann::json::parse(meta.at("fracture")), best_path);
-    result.threshold = info.threshold;
+  // After an epoch's commit: the user's copy of the last model, and no state
+  // files that no record names (a killed attempt's, or the epoch before).
+  // Done again on resume, as a kill may have come between commit and copy.
+  auto after_commit = [&](int epoch) {
+    util::write_file_atomic(last_path, util::read_file(state_file(epoch, "model.safetensors")));
+    remove_state_files_except(o.out_dir, epoch);
+  };
+  if (saved_state) {
+    // The epoch the state record names, from its own files (see "commit" below).
+    const auto& st = *saved_state;
+    start_epoch = st.at("epochs_done").get<int>();
+    after_commit(start_epoch);
+    const std::string model_file = state_file(start_epoch, "model.safetensors");
+    models::load_into(*net, models::load_safetensors(model_file).tensors, model_file);
+    torch::serialize::InputArchive ar;
+    ar.load_from(state_file(start_epoch, "optimizer.pt"));
+    optimizer->load(ar);
+    if (box_head) {
+      const auto t = models::load_safetensors(state_file(start_epoch, "box_head.safetensors")).tensors;
+      torch::NoGradGuard g;
+      box_head->weight.copy_(t.at("weight"));
+      box_head->bias.copy_(t.at("bias"));
+    }
+    for (const auto& r : st.at("history")) result.history.push_back(record_from_json(r));
+    result.best_epoch = st.at("best_epoch").get<int>();
+    result.best_val_auc = st.at("best_val_auc").get<double>();
+    since_best = st.value("since_best", 0);
+    if (ema) {
+      // The state's model holds the averaged weights; the raw ones were saved beside them.
+      const std::string raw_file = state_file(start_epoch, "raw.safetensors");
+      auto raw = models::load_safetensors(raw_file).tensors;
+      for (auto& [k, v] : ema->state()) v.copy_(models::module_state(*net).at(k));
+      models::load_into(*net, raw, raw_file);
+    }
+    if (result.best_epoch > 0) {  // the best model so far keeps its threshold
+      info = ModelInfo::from_json(st.at("best_info"), state_json);
+      result.threshold = info.threshold;
+    }
+    spdlog::info("resuming {} after epoch {} (best val AUC {:.4f} at epoch {})", o.out_dir, start_epoch,
+                 result.best_val_auc, result.best_epoch);
   }
 
   auto train_mode = [&] {
@@ -617,6 +820,7 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
       while (!(stop && *stop)) {
         auto batch = train_loader->next();
         if (!batch) break;
+        if (batch->empty()) continue;
         train_step(batch->images, batch->labels, {});
       }
     }
@@ -650,32 +854,42 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
       since_best = 0;
       set_threshold(info, probs, labels, "epoch " + std::to_string(rec.epoch));
       info.extra = {{"val_roc_auc", rec.val_auc}, {"val_average_precision", rec.val_ap}, {"epoch", rec.epoch},
-                    {"train_images", n_train}, {"freeze", o.freeze}, {"seed", o.seed}};
+                    {"train_images", n_train}, {"freeze", o.freeze}, {"seed", o.seed},
+                    {"recipe", recipe_as_run}, {"manifest_sha256", o.manifest_sha256}};
       save_model(best_path, *net, info);
+      util::crash_point("epoch end: best model written");
       result.threshold = info.threshold;
     } else {
       ++since_best;
     }
-    // Last model and resumable state, each written atomically.
+    // Commit the epoch. Its files get names of their own (state/epoch-NN.*)
+    // and the state record, written last and atomically, names the epoch: a
+    // kill at any instant leaves either the previous epoch's record, whose
+    // files are all still there, or this one's. Files written before the
+    // record (best model, snapshots, metrics) are written again, the same,
+    // when the epoch is trained again after a resume.
     ModelInfo last_info = info;
     last_info.extra["epoch"] = rec.epoch;
-    save_model(last_path, *net, last_info);
+    save_model(state_file(rec.epoch, "model.safetensors"), *net, last_info);
+    util::crash_point("epoch end: state model written");
     if (averaging && rec.epoch >= first_averaged) save_model(snapshot_path(rec.epoch), *net, last_info);
     if (ema) {
       ema->swap();  // back to raw weights for training
       models::TensorMap raw;
       for (auto& [k, v] : models::module_state(*net)) raw[k] = v.detach().to(torch::kCPU);
-      models::save_safetensors(o.out_dir + "/last_raw.safetensors", raw);
+      models::save_safetensors(state_file(rec.epoch, "raw.safetensors"), raw);
     }
+    if (box_head)
+      models::save_safetensors(state_file(rec.epoch, "box_head.safetensors"),
+                               {{"weight", box_head->weight.detach().to(torch::kCPU)},
+                                {"bias", box_head->bias.detach().to(torch::kCPU)}});
     {
       torch::serialize::OutputArchive ar;
       optimizer->save(ar);
-      if (box_head)
-        models::save_safetensors(box_head_path, {{"weight", box_head->weight.detach().to(torch::kCPU)},
-                                                 {"bias", box_head->bias.detach().to(torch::kCPU)}});
-      const std::string tmp = state_pt + ".tmp";
+      const std::string path = state_file(rec.epoch, "optimizer.pt"), tmp = path + ".tmp." + std::to_string(::getpid());
       ar.save_to(tmp);
-      fs::rename(tmp, state_pt);
+      util::crash_point("epoch end: optimizer state written, before its rename");
+      fs::rename(tmp, path);
     }
     nlohmann::json hist = nlohmann::json::array();
     std::string jsonl;
@@ -684,13 +898,15 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
       jsonl += record_json(r).dump() + "\n";
     }
     util::write_file_atomic(o.out_dir + "/metrics.jsonl", jsonl);
-    util::write_file_atomic(state_json, nlohmann::json{{"epochs_done", rec.epoch},
-                                                       {"best_epoch", result.best_epoch},
-                                                       {"best_val_auc", result.best_val_auc},
-                                                       {"since_best", since_best},
-                                                       {"ema", static_cast<bool>(ema)},
-                                                       {"history", hist}}
-                                                .dump(2));
+    util::crash_point("epoch end: metrics written");
+    nlohmann::json state{{"epochs_done", rec.epoch},      {"best_epoch", result.best_epoch},
+                         {"best_val_auc", result.best_val_auc}, {"since_best", since_best},
+                         {"ema", static_cast<bool>(ema)}, {"history", hist},
+                         {"recipe", recipe_json(o)}};
+    if (result.best_epoch > 0) state["best_info"] = info.to_json();
+    util::write_file_atomic(state_json, state.dump(2));  // the commit
+    util::crash_point("epoch end: committed");
+    after_commit(rec.epoch);
     if (o.stop_after_epochs > 0 && rec.epoch - start_epoch >= o.stop_after_epochs && rec.epoch < o.epochs) {
       spdlog::info("stopping after {} epochs as asked; continue with --resume", o.stop_after_epochs);
       break;
@@ -717,7 +933,8 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
     info.extra = {{"val_roc_auc", result.model_val_auc}, {"val_average_precision", val_ap},
                   {"averaged_epochs", {first_averaged, o.epochs}}, {"best_epoch", result.best_epoch},
                   {"best_epoch_val_roc_auc", result.best_val_auc}, {"train_images", n_train},
-                  {"freeze", o.freeze}, {"seed", o.seed}};
+                  {"freeze", o.freeze}, {"seed", o.seed}, {"recipe", recipe_as_run},
+                  {"manifest_sha256", o.manifest_sha256}};
     save_model(model_path, *net, info);
     result.threshold = info.threshold;
     spdlog::info("{}: val loss {:.4f}, val ROC-AUC {:.4f}, AP {:.4f}", result.averaged, val_loss, result.model_val_auc,

@@ -6,7 +6,10 @@
 // change during training, so it is computed once and cached (RAM, or disk
 // in the run folder for --resume): an epoch then costs only the trainable
 // part. That is what makes transfer learning take minutes on a 2-core CPU.
+#include <nlohmann/json.hpp>
+
 #include <atomic>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -70,8 +73,29 @@ struct TrainOptions {
   std::string threshold_rule = "youden";  // or "sensitivity:0.9"
   std::string device = "auto";
   bool resume = false;
+  bool overwrite = false;     // replace a run already in out_dir (else refused)
   int stop_after_epochs = 0;  // end this invocation after N epochs (time-boxing); --resume continues
   std::string out_dir = "runs/train";
+  std::string manifest_sha256;  // of the split manifest the data came from; recorded in every model file
+};
+
+// Every option's range and spelling, checked before any work; throws
+// std::invalid_argument naming the flag and what it takes.
+void validate_options(const TrainOptions& options);
+
+// Refuses (std::runtime_error) to train into a folder that already holds a
+// run, unless options.resume or options.overwrite; with overwrite, removes
+// that run's files first. Called before anything is written there.
+void prepare_run_folder(const TrainOptions& options);
+
+// The options that decide the model (everything but where and how fast it
+// runs), as JSON: recorded in each model file and in the resumable state;
+// --resume refuses a run whose recipe differs.
+nlohmann::json recipe_json(const TrainOptions& options);
+
+// Thrown when `stop` is seen outside the epoch loop (while caching features).
+struct Interrupted : std::runtime_error {
+  Interrupted() : std::runtime_error("interrupted") {}
 };
 
 struct EpochRecord {

@@ -16,4 +16,8 @@ uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c = 0);
 
 std::string to_hex(uint64_t v);
 
+// SHA-256 of bytes, as 64 lowercase hex digits: the identity of a model file
+// that predictions and evaluations carry.
+std::string sha256_hex(std::string_view bytes);
+
 }  // namespace fracture::util

@@ -1,5 +1,6 @@
 #include "fracture/util/paths.h"
 
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
@@ -34,6 +35,37 @@ std::string default_model_path() {
   }
   throw std::runtime_error("no --model given and the built-in model is missing; looked in:" + looked +
                            "\n(set FRACTURE_MODEL or pass --model)");
+}
+
+std::string escape_invalid_utf8(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    // Length of the sequence this lead byte starts, and the smallest code point it may encode.
+    const size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    bool ok = n > 0 && i + n <= s.size();
+    uint32_t cp = n == 1 ? c : n == 2 ? c & 0x1F : n == 3 ? c & 0x0F : c & 0x07;
+    for (size_t k = 1; ok && k < n; ++k) {
+      const auto cont = static_cast<unsigned char>(s[i + k]);
+      ok = (cont >> 6) == 0x2;
+      cp = (cp << 6) | (cont & 0x3F);
+    }
+    static const uint32_t smallest[] = {0, 0, 0x80, 0x800, 0x10000};
+    ok = ok && cp >= smallest[n] && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
+    if (ok) {
+      out.append(s, i, n);
+      i += n;
+    } else {
+      static const char* hex = "0123456789abcdef";
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+      ++i;
+    }
+  }
+  return out;
 }
 
 }  // namespace fracture::util

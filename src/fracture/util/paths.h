@@ -14,4 +14,9 @@ std::string weights_dir();
 std::string default_model_path();
 inline constexpr const char* kDefaultModelFile = "fracatlas.safetensors";
 
+// `text` with every byte that is not part of valid UTF-8 written as \xNN
+// (as Python's backslashreplace does), so that a file name from a foreign
+// file system can go into JSON without failing the whole output.
+std::string escape_invalid_utf8(const std::string& text);
+
 }  // namespace fracture::util

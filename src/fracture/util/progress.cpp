@@ -5,9 +5,20 @@
 #include <cstdio>
 
 #include <fmt/format.h>
+#include <spdlog/sinks/sink.h>
 #include <spdlog/spdlog.h>
 
 namespace fracture::util {
+namespace {
+
+// The level of the first sink of the default logger: the console (stderr) in
+// the program, whatever the log files beside it take.
+spdlog::level::level_enum console_level() {
+  const auto& sinks = spdlog::default_logger()->sinks();
+  return sinks.empty() ? spdlog::get_level() : std::max(spdlog::get_level(), sinks.front()->level());
+}
+
+}  // namespace
 
 std::string format_duration(double s) {
   const int64_t t = static_cast<int64_t>(s + 0.5);
@@ -17,7 +28,7 @@ std::string format_duration(double s) {
 
 Progress::Progress(std::string label, int64_t total, std::string unit)
     : label_(std::move(label)), unit_(std::move(unit)), total_(total), start_(std::chrono::steady_clock::now()),
-      last_draw_(start_), tty_(::isatty(STDERR_FILENO) && spdlog::get_level() <= spdlog::level::info) {}
+      last_draw_(start_), tty_(::isatty(STDERR_FILENO) && console_level() <= spdlog::level::info) {}
 
 Progress::~Progress() {
   if (!finished_) finish();
@@ -65,8 +76,8 @@ void Progress::draw(bool final) {
     std::fprintf(stderr, "\r%s [%s%s] %s\033[K%s", label_.c_str(), std::string(filled, '#').c_str(),
                  std::string(width - filled, '.').c_str(), tail.c_str(), final ? "\n" : "");
     std::fflush(stderr);
-  } else {
-    spdlog::info("{} {}", label_, tail);
+  } else {  // not a terminal: progress lines only when asked for (-v)
+    spdlog::debug("{} {}", label_, tail);
   }
 }
 
