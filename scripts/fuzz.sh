@@ -28,12 +28,12 @@ for t in "${targets[@]}"; do
   log=$build/fuzz-logs/$t.log
   if "$build/tests/fuzz/fuzz_$t" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=3072 -max_len=65536 \
       -print_final_stats=1 -artifact_prefix="$build/fuzz-artifacts/$t-" "$corpus" "$seeds/$t" >"$log" 2>&1; then
-    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
-    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo '?')
+    runs=$(grep -ao 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
+    cov=$(grep -ao 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo '?')
     echo "fuzz_$t: ${seconds}s, $runs runs, coverage $cov edges, corpus $(ls "$corpus" | wc -l) inputs: no crash"
   else
     echo "fuzz_$t: FAILED (log: $log)"
-    grep -E "ERROR|SUMMARY|Test unit written|deadly signal" "$log" | head -20
+    grep -aE "ERROR|SUMMARY|Test unit written|deadly signal" "$log" | head -20
     failed=1
   fi
 done

@@ -8,6 +8,8 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libtorch-dev libopencv-dev libdcmtk-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  # the sanitised build and the libFuzzer targets (scripts/sanitize.sh, scripts/fuzz.sh)
+  clang libclang-rt-14-dev
   # setup (weight conversion) and reference tests only - never used at run time
   python3 python3-pip python3-numpy python3-torch python3-torchvision python3-sklearn python3-skimage
 )
@@ -30,3 +32,16 @@ if [ ! -f "$build/build.ninja" ]; then
 fi
 ninja -C "$build" --quiet 2>&1 | grep -v "^ninja: no work to do" || true
 test -x "$build/src/fracture" || { echo "error: build failed" >&2; exit 1; }
+
+# `fracture` on PATH: a link to this build in /usr/local/bin (the binary finds
+# the shipped model through the link). Left alone if another fracture is there.
+link=/usr/local/bin/fracture
+target="$(pwd)/$build/src/fracture"
+if [ "$(readlink -f "$link" 2>/dev/null)" != "$(readlink -f "$target")" ]; then
+  if [ -e "$link" ] && [ ! -L "$link" ]; then
+    echo "note: $link exists and is not ours; run fracture as $target" >&2
+  else
+    sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+    $sudo_cmd ln -sfn "$target" "$link" && echo "linked $link -> $target"
+  fi
+fi

@@ -11,6 +11,7 @@
 #include "data/fixtures.h"
 #include "fracture/data/dataset.h"
 #include "fracture/util/atomic_file.h"
+#include "fracture/util/hash.h"
 
 namespace ft = fracture::testing;
 
@@ -97,6 +98,8 @@ TEST(Cli, TrainEvaluatePredictWithHeatMaps) {
     const auto single = nlohmann::json::parse(fracture::util::read_file(rundir + "/eval-test/metrics.json"));
     const auto ens = nlohmann::json::parse(fracture::util::read_file(dir / "ens/metrics.json"));
     EXPECT_NEAR(ens["metrics"]["roc_auc"]["value"].get<double>(), single["metrics"]["roc_auc"]["value"].get<double>(), 1e-9);
+    EXPECT_EQ(single["model_sha256"], fracture::util::sha256_hex(fracture::util::read_file(rundir + "/best.safetensors")));
+    EXPECT_EQ(ens["model_sha256"], single["model_sha256"].get<std::string>() + " + " + single["model_sha256"].get<std::string>());
     EXPECT_NE(ens["threshold_rule"].get<std::string>().find("ensemble of 2"), std::string::npos) << ens.dump();
     EXPECT_NE(ens["model"].get<std::string>().find(" + "), std::string::npos);
   }

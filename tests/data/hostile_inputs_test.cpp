@@ -112,6 +112,23 @@ TEST(HostileInputs, PixelCountIsCheckedFromTheHeaderBeforeDecoding) {
   }
 }
 
+TEST(HostileInputs, DicomLengthsMustFitTheFile) {
+  // Found by fuzz_image: DCMTK allocates what an element declares (3 GB for
+  // a 4 KB file) before reading it.
+  ft::TempDir dir;
+  for (const bool preamble : {false, true}) {
+    const std::string path = dir / (preamble ? "with.dcm" : "without.dcm");
+    write_dicom(path, 16, 24, 16 * 24, preamble);
+    std::string bytes = util::read_file(path);
+    const auto at = bytes.find(std::string("\xe0\x7f\x10\x00", 4));  // (7fe0,0010) pixel data
+    ASSERT_NE(at, std::string::npos);
+    const size_t length_at = at + (preamble ? 8 : 4);  // explicit VR: "OW", 2 reserved bytes, then the length
+    for (int i = 0; i < 4; ++i) bytes[length_at + i] = static_cast<char>((0xC0000000u >> (8 * i)) & 0xff);
+    const auto msg = error_of([&] { decode_image_bytes(bytes, "lying.dcm"); });
+    EXPECT_NE(msg.find("lying.dcm: DICOM element (7fe0,0010) declares 3221225472 bytes"), std::string::npos) << msg;
+  }
+}
+
 TEST(HostileInputs, DevicesAndPipesAreNotImages) {
   ft::TempDir dir;
   const std::string fifo = dir / "pipe.jpg";

@@ -75,6 +75,10 @@ TEST(HostileFiles, PickleStorageOfTheWrongSizeIsRefused) {
                {"view.pth", "past the end of its storage"});
   expect_error([&] { models::parse_state_dict_pickle(state_dict_pickle(4, 2, 3), records(16), "offset.pth"); },
                {"offset.pth", "past the end"});
+  // Found by fuzz_pickle (an uncaught std::length_error): a MARK left above
+  // the stack by the values popped after it.
+  const std::string fuzz_crash("\x80\x02\x63\x63ollections\nOrderedDict\nq\x00)Rq\x08(build_tensor_v2\nq\x03(", 53);
+  expect_error([&] { models::parse_state_dict_pickle(fuzz_crash, records(16), "crash.pth"); }, {"crash.pth", "malformed"});
   // Truncated pickles, anywhere.
   const std::string whole = state_dict_pickle(4, 4);
   for (size_t cut = 0; cut < whole.size(); cut += 3)

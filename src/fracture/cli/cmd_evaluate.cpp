@@ -127,6 +127,8 @@ void add_evaluate_command(CLI::App& app) {
     }
     in.model = a->model;
     for (const auto& path : a->ensemble) in.model += " + " + path;
+    for (const auto& member : members)
+      in.model_sha256 += (in.model_sha256.empty() ? "" : " + ") + member.model.sha256;
     in.split = a->split;
     in.positive_class = info.class_names[1];
     eval::EvaluationOptions opt;

@@ -131,7 +131,10 @@ void add_predict_command(CLI::App& app) {
       "  fracture predict -m runs/lite0/best.safetensors scans/ --out predictions.csv\n"
       "  fracture predict -m runs/lite0/best.safetensors IMG0001.jpg --cam heatmaps/");
   cmd->callback([a] {
-    auto [m, device, lo] = load_for_inference(*a);
+    ReadyModel ready = load_for_inference(*a);  // not a structured binding: the lambdas below capture it
+    const auto& m = ready.model;
+    const auto& device = ready.device;
+    const auto& lo = ready.loader;
     const auto samples = collect_inputs(a->inputs);
     if (samples.empty()) throw std::runtime_error("no image files in the inputs given");
     if (!a->cam.empty()) fs::create_directories(a->cam);
@@ -152,9 +155,15 @@ void add_predict_command(CLI::App& app) {
       ++failed;
     };
     train::predict_batches(*m.net, loader, device, a->tta, [&](const train::ScoredBatch& b) {
-      for (const auto& [i, message] : b.failures) fail(samples[i].path, message);  // the loader named them on stderr
+      // Records in input order: the batch's scored images and its failures merged.
+      size_t next_failure = 0;
+      auto failures_before = [&](size_t index) {
+        for (; next_failure < b.failures.size() && b.failures[next_failure].first < index; ++next_failure)
+          fail(samples[b.failures[next_failure].first].path, b.failures[next_failure].second);  // named on stderr
+      };
       for (size_t k = 0; k < b.indices.size(); ++k) {
         const size_t i = b.indices[k];
+        failures_before(i);
         const auto row = b.probabilities[static_cast<int64_t>(k)];
         const double p = row[positive].item<float>();
         if (!std::isfinite(p)) {
@@ -190,6 +199,7 @@ void add_predict_command(CLI::App& app) {
         writer.prediction(samples[i].path, p, is_pos ? classes[positive] : classes[0], m.info.threshold, cam);
         ++scored;
       }
+      failures_before(samples.size());
       writer.flush();
     }, samples.size() > 64 ? "predicting" : "");
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -1,6 +1,7 @@
 #include "fracture/data/dicom.h"
 
 #include <dcmtk/dcmdata/dcistrmb.h>
+#include <dcmtk/dcmdata/dctag.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/dcmdata/dcrledrg.h>
@@ -9,6 +10,8 @@
 #include <dcmtk/dcmjpls/djdecode.h>
 #include <opencv2/imgproc.hpp>
 
+#include <cctype>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -16,6 +19,110 @@
 #include "fracture/data/image_io.h"
 
 namespace fracture::data {
+namespace {
+
+// DCMTK allocates each element's declared length before reading it, so a
+// 4 KB file whose element claims 3 GB makes it allocate 3 GB (found by
+// fuzz_image). This walk checks, before DCMTK parses, that every length the
+// file declares fits in the bytes that follow it (in sequences and items
+// too); what it does not understand it leaves to DCMTK.
+class DicomLengthCheck {
+ public:
+  DicomLengthCheck(const std::string& bytes, const std::string& origin) : b_(bytes), origin_(origin) {}
+
+  void run() {
+    size_t pos = 0;
+    bool explicit_vr = true;
+    if (b_.size() >= 132 && b_.compare(128, 4, "DICM") == 0) pos = 132;
+    if (pos + 8 <= b_.size() && u16(pos) == 0x0002) {  // the meta group: explicit VR little endian
+      std::string syntax;
+      while (pos + 8 <= b_.size() && u16(pos) == 0x0002) {
+        const size_t value = pos + (long_form(pos + 4) ? 12 : 8);
+        const uint32_t length = long_form(pos + 4) ? u32(pos + 8) : u16(pos + 6);
+        check_fits(pos, value, length);
+        if (u16(pos + 2) == 0x0010) syntax = b_.substr(value, length);
+        pos = value + length;
+      }
+      while (!syntax.empty() && (syntax.back() == '\0' || syntax.back() == ' ')) syntax.pop_back();
+      if (syntax == "1.2.840.10008.1.2") explicit_vr = false;
+      else if (syntax == "1.2.840.10008.1.2.1.99" || syntax == "1.2.840.10008.1.2.2") return;  // deflated, big endian: DCMTK's
+    } else if (pos + 8 <= b_.size()) {
+      explicit_vr = std::isupper(static_cast<unsigned char>(b_[pos + 4])) && std::isupper(static_cast<unsigned char>(b_[pos + 5]));
+    }
+    dataset(pos, b_.size(), explicit_vr, 0);
+  }
+
+ private:
+  uint32_t u8(size_t i) const { return static_cast<unsigned char>(b_[i]); }
+  uint32_t u16(size_t i) const { return u8(i) | u8(i + 1) << 8; }
+  uint32_t u32(size_t i) const { return u16(i) | u16(i + 2) << 16; }
+  // VRs whose length takes 4 bytes after 2 reserved ones in explicit VR.
+  bool long_form(size_t vr) const {
+    static const char* const kLong[] = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"};
+    for (const char* v : kLong)
+      if (b_.compare(vr, 2, v, 2) == 0) return true;
+    return false;
+  }
+  void check_fits(size_t element, size_t value, uint64_t length) const {
+    if (value > b_.size() || length > b_.size() - value) {
+      char tag[16];
+      std::snprintf(tag, sizeof tag, "(%04x,%04x)", u16(element), u16(element + 2));
+      throw ImageError(origin_ + ": DICOM element " + tag + " declares " + std::to_string(length) + " bytes where " +
+                       std::to_string(value > b_.size() ? 0 : b_.size() - value) + " remain (damaged or crafted file)");
+    }
+  }
+  void deeper(int depth) const {
+    if (depth > 32) throw ImageError(origin_ + ": DICOM sequences nested more than 32 deep");
+  }
+
+  // Elements from pos to end; returns where it stopped (after an item
+  // delimitation element, which ends an item of undefined length).
+  size_t dataset(size_t pos, size_t end, bool explicit_vr, int depth) {
+    deeper(depth);
+    while (pos + 8 <= end) {
+      const uint32_t group = u16(pos), element = u16(pos + 2);
+      if (group == 0xFFFE) return pos + 8;  // item or sequence delimitation
+      const bool wide = explicit_vr && long_form(pos + 4);
+      const size_t value = pos + (explicit_vr ? (wide ? 12 : 8) : 8);
+      const uint32_t length = !explicit_vr || wide ? (value <= end ? u32(value - 4) : 0) : u16(pos + 6);
+      const bool sequence = explicit_vr ? b_.compare(pos + 4, 2, "SQ") == 0
+                                        : DcmTag(static_cast<Uint16>(group), static_cast<Uint16>(element)).getEVR() == EVR_SQ;
+      if (value > end) return end;
+      if (length == 0xFFFFFFFF) {  // a sequence or encapsulated pixel data, ended by a delimiter
+        pos = items(value, end, explicit_vr, depth + 1, sequence || group != 0x7FE0);
+        continue;
+      }
+      check_fits(pos, value, length);
+      if (sequence) items(value, value + length, explicit_vr, depth + 1, true);
+      pos = value + length;
+    }
+    return end;
+  }
+
+  // Items from pos to end (a sequence's, or pixel data fragments); returns
+  // where it stopped (after the sequence delimiter, if any).
+  size_t items(size_t pos, size_t end, bool explicit_vr, int depth, bool datasets) {
+    deeper(depth);
+    while (pos + 8 <= end) {
+      if (u16(pos) != 0xFFFE) return end;  // not an item: DCMTK will say what is wrong
+      const uint32_t element = u16(pos + 2), length = u32(pos + 4);
+      if (element == 0xE0DD) return pos + 8;  // sequence delimiter
+      if (length == 0xFFFFFFFF) {
+        pos = dataset(pos + 8, end, explicit_vr, depth + 1);
+        continue;
+      }
+      check_fits(pos, pos + 8, length);
+      if (datasets) dataset(pos + 8, pos + 8 + length, explicit_vr, depth + 1);
+      pos += 8 + length;
+    }
+    return end;
+  }
+
+  const std::string& b_;
+  const std::string& origin_;
+};
+
+}  // namespace
 
 cv::Mat decode_dicom(const std::string& bytes, const std::string& origin, int64_t max_pixels) {
   static std::once_flag codecs;
@@ -25,6 +132,7 @@ cv::Mat decode_dicom(const std::string& bytes, const std::string& origin, int64_
     DJLSDecoderRegistration::registerCodecs();
     DcmRLEDecoderRegistration::registerCodecs();
   });
+  DicomLengthCheck(bytes, origin).run();
   DcmInputBufferStream stream;
   stream.setBuffer(bytes.data(), static_cast<offile_off_t>(bytes.size()));
   stream.setEos();

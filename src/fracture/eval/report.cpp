@@ -77,6 +77,7 @@ nlohmann::json write_evaluation(const EvaluationInput& in, const EvaluationOptio
 
   nlohmann::json out;
   out["model"] = in.model;
+  out["model_sha256"] = in.model_sha256;
   out["split"] = in.split;
   out["n"] = y.size();
   out["positives"] = std::count(y.begin(), y.end(), 1);

@@ -16,6 +16,7 @@ struct EvaluationInput {
   double threshold = 0.5;
   std::string threshold_rule;
   std::string model;  // path or name, for the report
+  std::string model_sha256;  // of each model file, joined with " + " for an ensemble
   std::string split;  // "test", "val", ...
   std::string positive_class = "fractured";
   nlohmann::json localisation;  // explain::PointingGame::to_json(), or null where not played

@@ -172,6 +172,9 @@ class Unpickler {
     if (marks_.empty()) throw std::runtime_error(origin_ + ": malformed pickle (mark)");
     const size_t m = marks_.back();
     marks_.pop_back();
+    // Found by fuzz_pickle: values popped since the MARK leave the stack
+    // shorter than the mark's position.
+    if (m > stack_.size()) throw std::runtime_error(origin_ + ": malformed pickle (mark above the stack)");
     Tuple out(stack_.begin() + static_cast<long>(m), stack_.end());
     stack_.resize(m);
     return out;

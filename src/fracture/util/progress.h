@@ -23,7 +23,6 @@ class Progress {
   std::string label_, unit_, status_;
   int64_t total_, done_ = 0;
   std::chrono::steady_clock::time_point start_, last_draw_;
-  int last_decile_ = -1;
   bool tty_, finished_ = false;
 };
 
