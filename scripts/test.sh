@@ -14,5 +14,5 @@ ninja -C "$build" --quiet 2>&1 | grep -v "^ninja: no work to do" || true
 $quick && exit 0
 echo "== unit tests under ASan + UBSan (scripts/sanitize.sh); the kill-at-every-write test runs above only"
 scripts/sanitize.sh -- --gtest_filter='-CrashSafety.KilledAtEveryWriteResumesToTheUnbrokenModel' --gtest_brief=1
-echo "== fuzzing smoke run, 20 s per target (scripts/fuzz.sh 20)"
-scripts/fuzz.sh 20
+echo "== fuzzing smoke run: fixed runs from a fixed seed per target (scripts/fuzz.sh --smoke)"
+scripts/fuzz.sh --smoke

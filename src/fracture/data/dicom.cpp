@@ -37,6 +37,7 @@ class DicomLengthCheck {
     if (pos + 8 <= b_.size() && u16(pos) == 0x0002) {  // the meta group: explicit VR little endian
       std::string syntax;
       while (pos + 8 <= b_.size() && u16(pos) == 0x0002) {
+        require_vr(pos);
         const size_t value = pos + (long_form(pos + 4) ? 12 : 8);
         const uint32_t length = long_form(pos + 4) ? u32(pos + 8) : u16(pos + 6);
         check_fits(pos, value, length);
@@ -56,6 +57,19 @@ class DicomLengthCheck {
   uint32_t u8(size_t i) const { return static_cast<unsigned char>(b_[i]); }
   uint32_t u16(size_t i) const { return u8(i) | u8(i + 1) << 8; }
   uint32_t u32(size_t i) const { return u16(i) | u16(i + 2) << 16; }
+  // In explicit VR every element names one of the standard's value
+  // representations; anything else (found by fuzz_image: DCMTK then reads
+  // the length some other way) is a file this walk cannot follow.
+  void require_vr(size_t element) const {
+    static const char* const kVrs[] = {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO",
+                                       "LT", "OB", "OD", "OF", "OL", "OV", "OW", "PN", "SH", "SL", "SQ",
+                                       "SS", "ST", "SV", "TM", "UC", "UI", "UL", "UN", "UR", "US", "UT", "UV"};
+    for (const char* v : kVrs)
+      if (b_.compare(element + 4, 2, v, 2) == 0) return;
+    char tag[16];
+    std::snprintf(tag, sizeof tag, "(%04x,%04x)", u16(element), u16(element + 2));
+    throw ImageError(origin_ + ": DICOM element " + tag + " has no valid value representation (damaged or crafted file)");
+  }
   // VRs whose length takes 4 bytes after 2 reserved ones in explicit VR.
   bool long_form(size_t vr) const {
     static const char* const kLong[] = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"};
@@ -82,6 +96,7 @@ class DicomLengthCheck {
     while (pos + 8 <= end) {
       const uint32_t group = u16(pos), element = u16(pos + 2);
       if (group == 0xFFFE) return pos + 8;  // item or sequence delimitation
+      if (explicit_vr) require_vr(pos);
       const bool wide = explicit_vr && long_form(pos + 4);
       const size_t value = pos + (explicit_vr ? (wide ? 12 : 8) : 8);
       const uint32_t length = !explicit_vr || wide ? (value <= end ? u32(value - 4) : 0) : u16(pos + 6);

@@ -24,7 +24,6 @@ struct Obj {
   std::variant<std::monostate, bool, int64_t, double, std::string, Tuple, Dict, torch::Tensor, Global, Mark> v;
 };
 
-Ref make(decltype(Obj::v) v) { return std::make_shared<Obj>(Obj{std::move(v)}); }
 
 torch::ScalarType storage_dtype(const std::string& name, const std::string& origin) {
   static const std::map<std::string, torch::ScalarType> types = {
@@ -40,6 +39,15 @@ torch::ScalarType storage_dtype(const std::string& name, const std::string& orig
 class Unpickler {
  public:
   Unpickler(const RecordReader& read_record, std::string origin) : read_record_(read_record), origin_(std::move(origin)) {}
+  // A crafted pickle can put a list inside itself (APPEND of a memo'd list),
+  // a cycle that shared_ptr never frees (found by fuzz_pickle as a leak): every
+  // object made is emptied here, which breaks any cycle. Results are copied
+  // out (tensors, names) before the Unpickler goes.
+  ~Unpickler() {
+    for (auto& o : made_) o->v = std::monostate{};
+  }
+  Unpickler(const Unpickler&) = delete;
+  Unpickler& operator=(const Unpickler&) = delete;
 
   Ref run(const char* data, size_t size) {
     p_ = data;
@@ -150,6 +158,10 @@ class Unpickler {
     const char* d = "0123456789abcdef";
     return {d[v >> 4], d[v & 15]};
   }
+  Ref make(decltype(Obj::v) v) {
+    made_.push_back(std::make_shared<Obj>(Obj{std::move(v)}));
+    return made_.back();
+  }
   void push(Ref r) {
     if (stack_.size() >= kMaxStack) throw std::runtime_error(origin_ + ": malformed pickle (stack too deep)");
     stack_.push_back(std::move(r));
@@ -252,6 +264,7 @@ class Unpickler {
 
   const RecordReader& read_record_;
   std::string origin_;
+  std::vector<Ref> made_;
   const char* p_ = nullptr;
   const char* end_ = nullptr;
   std::vector<Ref> stack_;
