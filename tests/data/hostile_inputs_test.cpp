@@ -178,3 +178,15 @@ TEST(HostileInputs, InvalidUtf8IsEscapedNotFatal) {
   EXPECT_EQ(util::escape_invalid_utf8("\xc0\xaf"), "\\xc0\\xaf");  // an overlong '/'
   EXPECT_EQ(util::escape_invalid_utf8("\xed\xa0\x80"), "\\xed\\xa0\\x80");  // a surrogate
 }
+
+TEST(HostileInputs, FuzzFindingsStayFixed) {
+  // Each input in tests/fuzz/regressions/image once made DCMTK allocate gigabytes.
+  const std::filesystem::path dir = std::filesystem::path(FRACTURE_SOURCE_DIR) / "tests/fuzz/regressions/image";
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    const auto msg = error_of([&] { decode_image_bytes(util::read_file(e.path().string()), e.path().filename().string()); });
+    EXPECT_NE(msg.find(e.path().filename().string() + ": DICOM element"), std::string::npos) << msg;
+    ++n;
+  }
+  EXPECT_GE(n, 3);
+}

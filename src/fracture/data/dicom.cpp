@@ -95,7 +95,19 @@ class DicomLengthCheck {
     deeper(depth);
     while (pos + 8 <= end) {
       const uint32_t group = u16(pos), element = u16(pos + 2);
-      if (group == 0xFFFE) return pos + 8;  // item or sequence delimitation
+      if (group == 0xFFFE) {
+        if (element == 0xE00D || element == 0xE0DD) return pos + 8;  // item or sequence delimitation
+        // An item tag where an element belongs (found by fuzz_image): DCMTK
+        // reads its 4-byte length all the same, with no VR.
+        const uint32_t length = u32(pos + 4);
+        if (length == 0xFFFFFFFF) {
+          pos = dataset(pos + 8, end, explicit_vr, depth + 1);
+          continue;
+        }
+        check_fits(pos, pos + 8, length);
+        pos += 8 + length;
+        continue;
+      }
       if (explicit_vr) require_vr(pos);
       const bool wide = explicit_vr && long_form(pos + 4);
       const size_t value = pos + (explicit_vr ? (wide ? 12 : 8) : 8);
