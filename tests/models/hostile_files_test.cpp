@@ -19,6 +19,7 @@
 #include "fracture/util/atomic_file.h"
 #include "fracture/util/hash.h"
 #include "helpers.h"
+#include "train/fixtures.h"
 
 namespace ft = fracture::testing;
 using namespace fracture;
@@ -129,13 +130,7 @@ TEST(HostileFiles, SafetensorsHeadersAreChecked) {
 
 namespace {
 
-train::ModelInfo tiny_info() {
-  train::ModelInfo info;
-  info.architecture = "resnet18";
-  info.class_names = {"normal", "fracture"};
-  info.preprocess.size = 64;
-  return info;
-}
+train::ModelInfo tiny_info() { return ft::resnet18_info(); }
 
 // A saved model with its description or one weight changed.
 std::string tampered(const ft::TempDir& dir, const std::string& name, const std::function<void(nlohmann::json&)>& info,

@@ -17,13 +17,7 @@ using namespace fracture;
 
 namespace {
 
-train::ModelInfo resnet_info() {
-  train::ModelInfo info;
-  info.architecture = "resnet18";
-  info.class_names = {"normal", "fracture"};
-  info.preprocess.size = 64;
-  return info;
-}
+train::ModelInfo resnet_info() { return ft::resnet18_info(); }
 
 }  // namespace
 

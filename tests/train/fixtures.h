@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "fracture/models/registry.h"
+#include "fracture/train/checkpoint.h"
 #include "helpers.h"
 
 namespace fracture::testing {
@@ -12,6 +13,16 @@ namespace fracture::testing {
 // Tests that fine-tune need Lite0's ImageNet weights (scripts/setup.sh fetches them).
 inline bool have_lite0() {
   return std::filesystem::exists(models::imagenet_weights_path(models::find_model("efficientnet_lite0")));
+}
+
+// The description of a small two-class ResNet-18 model, for tests that save
+// and load model files.
+inline train::ModelInfo resnet18_info() {
+  train::ModelInfo info;
+  info.architecture = "resnet18";
+  info.class_names = {"normal", "fracture"};
+  info.preprocess.size = 64;
+  return info;
 }
 
 struct SquareImage {
