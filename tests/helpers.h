@@ -21,6 +21,7 @@ struct TempDir {
   }
   ~TempDir() { std::filesystem::remove_all(path); }
   std::string operator/(const std::string& name) const { return (path / name).string(); }
+  operator const std::filesystem::path&() const { return path; }  // for fixtures that take a folder
 };
 
 // A synthetic "radiograph": dark background, a bright bone-like bar, noise;

@@ -135,3 +135,47 @@ TEST(Cli, PredictWithoutModelUsesTheBuiltInOne) {
   EXPECT_GE(j["probability"].get<double>(), 0.0);
   EXPECT_LE(j["probability"].get<double>(), 1.0);
 }
+
+// Two data sets in one run: the split keeps them apart, validation and
+// evaluation report each, sampling weights apply, and config.toml keeps both.
+TEST(Cli, TrainsAndEvaluatesOnTwoSources) {
+  ft::TempDir a, b, dir;
+  ft::make_square_dataset(a, 8, 4, 96);
+  ft::make_square_dataset(b, 8, 4, 96);
+  const std::string name_a = a.path.filename().string(), name_b = b.path.filename().string();
+  const std::string rundir = dir / "run";
+  auto r = run("split --data " + a.path.string() + " --data " + b.path.string() + " --keep-existing --out " +
+               (dir / "split.csv"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("source " + name_b), std::string::npos) << r.output;
+  r = run("train --data " + (dir / "split.csv") + " --out " + rundir + " --size 96 --epochs 2 --seed 1 --source-weights " +
+          name_a + "=3");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("val ROC-AUC"), std::string::npos);
+  EXPECT_NE(r.output.find("(mean of " + name_a + " "), std::string::npos) << r.output;
+  const std::string jsonl = fracture::util::read_file(rundir + "/metrics.jsonl");
+  const auto epoch = nlohmann::json::parse(jsonl.substr(0, jsonl.find('\n')));
+  ASSERT_TRUE(epoch.contains("val_auc_by_source")) << epoch.dump();
+  const double mean = (epoch["val_auc_by_source"][name_a].get<double>() + epoch["val_auc_by_source"][name_b].get<double>()) / 2;
+  EXPECT_NEAR(epoch["val_auc"].get<double>(), mean, 1e-12);  // the selection rule (train/validation.h)
+
+  r = run("train --data " + (dir / "split.csv") + " --out " + (dir / "bad") + " --source-weights nowhere=2");
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("no training image comes from 'nowhere'"), std::string::npos) << r.output;
+
+  r = run("evaluate -m " + rundir + "/best.safetensors --data " + (dir / "split.csv") + " --split test --bootstrap 50");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find(name_a + " "), std::string::npos) << r.output;
+  const auto metrics = nlohmann::json::parse(fracture::util::read_file(rundir + "/eval-test/metrics.json"));
+  EXPECT_EQ(metrics["by_source"][name_b]["n"], 8) << metrics.dump();
+
+  // Two --data flags are kept in config.toml as a list and given back by --config.
+  r = run("train --data " + a.path.string() + " --data " + b.path.string() + " --out " + (dir / "direct") +
+          " --size 96 --epochs 1 --seed 1");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const std::string toml = fracture::util::read_file(dir / "direct/config.toml");
+  EXPECT_NE(toml.find("data = [\"" + a.path.string() + "\", \"" + b.path.string() + "\"]"), std::string::npos) << toml;
+  r = run("train --config " + (dir / "direct/config.toml") + " --out " + (dir / "again") + " --epochs 1");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(fracture::util::read_file(dir / "again/split.csv"), fracture::util::read_file(dir / "direct/split.csv"));
+}

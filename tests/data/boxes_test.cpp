@@ -24,14 +24,14 @@ TEST(Boxes, FindsTheFracAtlasLabelFile) {
   ft::write_image(dir / "images/Fractured/IMG0000007.jpg", ft::synthetic_xray(64, 80, 7, true));
   ft::write_image(dir / "images/Non_fractured/IMG0000008.jpg", ft::synthetic_xray(64, 80, 8));
   write_text(dir / "Annotations/YOLO/IMG0000007.txt", "0 0.5 0.5 0.1 0.2\n");
-  EXPECT_EQ(data::fracatlas_box_file(dir / "images/Fractured/IMG0000007.jpg"), dir / "Annotations/YOLO/IMG0000007.txt");
-  EXPECT_EQ(data::fracatlas_box_file(dir / "images/Non_fractured/IMG0000008.jpg"), "");  // no file: unknown
-  EXPECT_EQ(data::fracatlas_box_file(dir / "elsewhere/IMG0000007.jpg"), "");             // not the layout
+  EXPECT_EQ(data::box_file_for(dir / "images/Fractured/IMG0000007.jpg"), dir / "Annotations/YOLO/IMG0000007.txt");
+  EXPECT_EQ(data::box_file_for(dir / "images/Non_fractured/IMG0000008.jpg"), "");  // no file: unknown
+  EXPECT_EQ(data::box_file_for(dir / "elsewhere/IMG0000007.jpg"), "");             // not the layout
   // Found and read in one step: no file gives no boxes, a bad file none at all.
-  EXPECT_EQ(data::fracatlas_boxes(dir / "images/Fractured/IMG0000007.jpg", "is skipped")->size(), 1u);
-  EXPECT_TRUE(data::fracatlas_boxes(dir / "images/Non_fractured/IMG0000008.jpg", "is skipped")->empty());
+  EXPECT_EQ(data::image_boxes(dir / "images/Fractured/IMG0000007.jpg", "is skipped")->size(), 1u);
+  EXPECT_TRUE(data::image_boxes(dir / "images/Non_fractured/IMG0000008.jpg", "is skipped")->empty());
   write_text(dir / "Annotations/YOLO/IMG0000008.txt", "0 oops\n");
-  EXPECT_FALSE(data::fracatlas_boxes(dir / "images/Non_fractured/IMG0000008.jpg", "is skipped").has_value());
+  EXPECT_FALSE(data::image_boxes(dir / "images/Non_fractured/IMG0000008.jpg", "is skipped").has_value());
 }
 
 TEST(Boxes, ParsesYoloLinesAndNamesTheBadOne) {

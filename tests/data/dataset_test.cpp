@@ -61,7 +61,7 @@ TEST(Dataset, ManifestRoundTripsWithRelativePaths) {
   std::string header, first;
   std::getline(in, header);
   std::getline(in, first);
-  EXPECT_EQ(header, "path,label,class,split,group,region,hardware");
+  EXPECT_EQ(header, "path,label,class,split,group,region,hardware,source");
   EXPECT_EQ(first.rfind("images/", 0), 0u) << first;  // relative to the manifest
   const Dataset back = load_dataset(dir / "split.csv");
   ASSERT_EQ(back.samples.size(), d.samples.size());
@@ -72,6 +72,7 @@ TEST(Dataset, ManifestRoundTripsWithRelativePaths) {
     EXPECT_EQ(back.samples[i].split, d.samples[i].split);
     EXPECT_EQ(back.samples[i].region, d.samples[i].region);
     EXPECT_EQ(back.samples[i].hardware, d.samples[i].hardware);
+    EXPECT_EQ(back.samples[i].source, d.samples[i].source);
   }
 }
 

@@ -9,7 +9,7 @@ namespace fracture::testing {
 // FracAtlas layout: dataset.csv (CRLF) + images/Fractured|Non_fractured.
 // `n` images, every 5th fractured; regions cycle hand/leg/hip/shoulder; image 3
 // is filed under Fractured/ while the CSV says fractured=0 (as IMG0003298).
-inline void make_fracatlas(const TempDir& dir, int n, int size = 96) {
+inline void make_fracatlas(const std::filesystem::path& dir, int n, int size = 96) {
   std::ofstream csv(dir / "dataset.csv", std::ios::binary);
   csv << "image_id,hand,leg,hip,shoulder,mixed,hardware,multiscan,fractured,fracture_count,frontal,lateral,oblique\r\n";
   const char* regions[] = {"1,0,0,0,0", "0,1,0,0,0", "0,0,1,0,0", "0,0,0,1,0"};
@@ -17,9 +17,38 @@ inline void make_fracatlas(const TempDir& dir, int n, int size = 96) {
     const bool frac = i % 5 == 0 || i == 3;
     char id[32];
     std::snprintf(id, sizeof id, "IMG%07d.jpg", i);
-    write_image(dir / (std::string("images/") + (frac ? "Fractured/" : "Non_fractured/") + id),
+    write_image((dir / (std::string("images/") + (frac ? "Fractured/" : "Non_fractured/") + id)).string(),
                 synthetic_xray(size, size + 16, static_cast<unsigned>(i), frac));
     csv << id << "," << regions[i % 4] << "," << (i % 7 == 0) << ",0," << (frac && i != 3) << "," << frac << ",1,0,0\r\n";
+  }
+}
+
+}  // namespace fracture::testing
+
+namespace fracture::testing {
+
+// YOLO detection layout as Roboflow exports it: images/<original>_png.rf.<hash>.jpg
+// (three copies of each original: as is, mirrored, rotated a quarter turn) and
+// labels/<same stem>.txt. Every 3rd original is fractured: its label files
+// hold a box ("0 cx cy w h"), the rotated copy's as a polygon; the others'
+// are empty. data.yaml names the box classes.
+inline void make_yolo(const std::filesystem::path& dir, int originals, int size = 96) {
+  std::ofstream(dir / "data.yaml") << "train: images\nnc: 1\nnames: ['fracture']\n";
+  std::filesystem::create_directories(dir / "labels");
+  for (int i = 0; i < originals; ++i) {
+    const bool frac = i % 3 == 0;
+    const cv::Mat img = synthetic_xray(size, size, static_cast<unsigned>(1000 + i), frac);
+    cv::Mat mirrored, rotated;
+    cv::flip(img, mirrored, 1);
+    cv::rotate(img, rotated, cv::ROTATE_90_CLOCKWISE);
+    const std::pair<const char*, cv::Mat> copies[] = {{"a1", img}, {"b2", mirrored}, {"c3", rotated}};
+    for (const auto& [hash, pixels] : copies) {
+      const std::string stem = "xray" + std::to_string(i) + "_png.rf." + hash + std::to_string(i);
+      write_image((dir / ("images/" + stem + ".jpg")).string(), pixels);
+      std::ofstream label(dir / ("labels/" + stem + ".txt"));
+      if (frac && std::string(hash) == "c3") label << "0 0.2 0.3 0.4 0.3 0.4 0.5 0.2 0.5\n";  // polygon
+      else if (frac) label << "0 0.5 0.5 0.2 0.1\n";
+    }
   }
 }
 

@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "fracture/cli/commands.h"
 #include "fracture/cli/inference_flags.h"
@@ -36,7 +37,8 @@ nlohmann::json localisation(ReadyModel& m, const std::vector<data::Sample>& samp
 void add_evaluate_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("evaluate", "Score a trained model on a split: metrics with 95% CIs, plots, report");
   struct Args : InferenceFlags {
-    std::string data, split = "test", out;
+    std::vector<std::string> data;
+    std::string split = "test", out;
     int bootstrap = 1000;
     uint64_t seed = 0;
     double threshold = -1;
@@ -44,7 +46,10 @@ void add_evaluate_command(CLI::App& app) {
   };
   auto a = std::make_shared<Args>();
   add_inference_flags(cmd, *a);
-  cmd->add_option("--data", a->data, "Split manifest (the run's split.csv)")->required();
+  cmd->add_option("--data", a->data,
+                  "Split manifest (the run's split.csv), or a data set folder; with several sources (a manifest from "
+                  "several --data, or --data given again) each is also reported on its own")
+      ->required();
   cmd->add_option("--split", a->split, "Which split to score: test, val, train or all")
       ->capture_default_str()
       ->check(CLI::IsMember({"test", "val", "train", "all"}));
@@ -83,7 +88,8 @@ void add_evaluate_command(CLI::App& app) {
     const auto& info = members[0].model.info;
     if (info.class_names.size() != 2) throw std::runtime_error("evaluate reports binary metrics; this model has " +
                                                                std::to_string(info.class_names.size()) + " classes");
-    data::Dataset d = data::load_dataset(a->data);
+    data::Dataset d = data::load_datasets(a->data);
+    const std::string data_name = fmt::format("{}", fmt::join(a->data, " + "));
     // Positive-class probability of every sample (NaN: unreadable).
     auto score = [&](const std::vector<data::Sample>& samples, const std::string& split) {
       std::vector<torch::Tensor> probs;
@@ -99,7 +105,7 @@ void add_evaluate_command(CLI::App& app) {
       return std::vector<double>(col.data_ptr<float>(), col.data_ptr<float>() + col.numel());
     };
     std::vector<data::Sample> samples = a->split == "all" ? d.samples : d.subset(a->split);
-    if (samples.empty()) throw std::runtime_error(a->data + ": no samples in split '" + a->split + "'");
+    if (samples.empty()) throw std::runtime_error(data_name + ": no samples in split '" + a->split + "'");
     eval::EvaluationInput in;
     in.samples = samples;
     in.probabilities = score(samples, a->split);
@@ -113,7 +119,7 @@ void add_evaluate_command(CLI::App& app) {
       // No member's stored threshold fits the combination: choose one the way
       // training does, on validation.
       auto val = d.subset("val");
-      if (val.empty()) throw std::runtime_error(a->data + ": no validation split to choose the ensemble's threshold on; give --threshold");
+      if (val.empty()) throw std::runtime_error(data_name + ": no validation split to choose the ensemble's threshold on; give --threshold");
       auto p = a->split == "val" ? in.probabilities : score(val, "val (for the threshold)");
       std::vector<int> yv;
       std::vector<double> pv;
@@ -148,6 +154,14 @@ void add_evaluate_command(CLI::App& app) {
     const auto& c = j["confusion"];
     std::cout << fmt::format("  confusion: TP {} FN {} FP {} TN {}\n", c["tp"].get<int>(), c["fn"].get<int>(),
                              c["fp"].get<int>(), c["tn"].get<int>());
+    if (j.contains("by_source"))
+      for (const auto& [source, g] : j["by_source"].items()) {
+        const auto& v = g["roc_auc"];
+        auto f = [](const nlohmann::json& x) { return x.is_null() ? std::string("n/a") : fmt::format("{:.3f}", x.get<double>()); };
+        std::cout << fmt::format("  {:<18} {} images, {} positive: roc_auc {}  (95% CI {} - {})\n", source,
+                                 g["n"].get<int>(), g["positives"].get<int>(), f(v["value"]), f(v["ci95_low"]),
+                                 f(v["ci95_high"]));
+      }
     if (const auto& loc = in.localisation; !loc.is_null())
       std::cout << fmt::format("  localisation: top cell on a fracture box in {} of {} images, {:.3f} (95% CI {:.3f} - "
                                "{:.3f}; a random cell {:.3f})\n",

@@ -1,5 +1,6 @@
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <iostream>
 
 #include "fracture/cli/commands.h"
@@ -11,12 +12,16 @@ namespace fracture::cli {
 void add_split_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("split", "Write a leak-free, stratified train/val/test manifest");
   struct Args {
-    std::string data, out = "split.csv";
+    std::vector<std::string> data;
+    std::string out = "split.csv";
     data::SplitOptions opt;
     bool no_near = false;
   };
   auto a = std::make_shared<Args>();
-  cmd->add_option("--data", a->data, "FracAtlas folder, ImageFolder folder or CSV manifest")->required();
+  cmd->add_option("--data", a->data,
+                  "FracAtlas, YOLO or ImageFolder folder, or CSV manifest; several (--data A --data B) are split "
+                  "each on its own, as sources of one manifest")
+      ->required();
   cmd->add_option("-o,--out", a->out, "Manifest to write (CSV: path,label,class,split,group,region,hardware)")
       ->capture_default_str();
   cmd->add_option("--val", a->opt.val_fraction, "Fraction of images for validation")->capture_default_str()->check(CLI::Range(0.0, 0.9));
@@ -32,16 +37,20 @@ void add_split_command(CLI::App& app) {
   cmd->footer(
       "Images that are byte-identical or near-identical (re-encodings, resized copies) are kept\n"
       "together on one side, and groups are assigned stratified by label and body region.\n\n"
-      "Example:\n  fracture split --data ../shared/data/fracatlas --out runs/split.csv --seed 42");
+      "Examples:\n  fracture split --data ../shared/data/fracatlas --out runs/split.csv --seed 42\n"
+      "  fracture split --data ../shared/data/fracatlas --data ../shared/data/bone-fracture-yolo --out runs/split-both.csv");
   cmd->callback([a] {
     if (a->opt.val_fraction + a->opt.test_fraction > 0.8)
       throw CLI::ValidationError("--val/--test", "together they take " +
                                                    std::to_string(a->opt.val_fraction + a->opt.test_fraction) +
                                                    " of the images; at least 0.2 must stay for training");
     a->opt.near_duplicates = !a->no_near;
-    data::Dataset d = data::load_dataset(a->data);
+    data::Dataset d = data::load_datasets(a->data);
     for (const auto& w : d.warnings) spdlog::warn("{}", w);
-    spdlog::info("{}: {} images, {} classes ({} layout)", a->data, d.samples.size(), d.class_names.size(), d.kind);
+    for (const auto& source : d.sources())
+      spdlog::info("{}: {} images", source.empty() ? "data" : source,
+                   std::count_if(d.samples.begin(), d.samples.end(), [&](const auto& s) { return s.source == source; }));
+    spdlog::info("{} images, {} classes ({} layout)", d.samples.size(), d.class_names.size(), d.kind);
     const auto rep = data::assign_splits(d, a->opt);
     for (const auto& m : rep.messages) spdlog::warn("{}", m);
     if (!rep.truncated.empty()) {
@@ -51,6 +60,10 @@ void add_split_command(CLI::App& app) {
     }
     spdlog::info("duplicates: {} byte-identical pairs, {} near-identical pairs; {} merges into groups",
                  rep.exact_pairs, rep.near_pairs, rep.groups_merged);
+    if (rep.cross_source_groups > 0)
+      spdlog::warn("{} groups hold images of more than one source (the same radiograph in two data sets); "
+                   "each went to its first image's side",
+                   rep.cross_source_groups);
     data::write_manifest(a->out, d);
     spdlog::info("wrote {}", a->out);
     std::cout << data::format_split_counts(d);

@@ -1,4 +1,5 @@
 #include <spdlog/sinks/basic_file_sink.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include <atomic>
@@ -31,8 +32,9 @@ extern "C" void on_stop_signal(int) {
 
 }  // namespace
 
-data::Dataset dataset_with_splits(const std::string& path, const std::string& out_dir, uint64_t seed) {
-  data::Dataset d = data::load_dataset(path);
+data::Dataset dataset_with_splits(const std::vector<std::string>& paths, const std::string& out_dir, uint64_t seed) {
+  data::Dataset d = data::load_datasets(paths);
+  const std::string path = fmt::format("{}", fmt::join(paths, " + "));
   for (const auto& w : d.warnings) spdlog::warn("{}", w);
   bool has_splits = true;
   for (const auto& s : d.samples) has_splits = has_splits && !s.split.empty();
@@ -51,11 +53,14 @@ data::Dataset dataset_with_splits(const std::string& path, const std::string& ou
 void add_train_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "Fine-tune a model from ImageNet weights on radiographs");
   auto o = std::make_shared<train::TrainOptions>();
-  auto data_path = std::make_shared<std::string>();
+  auto data_paths = std::make_shared<std::vector<std::string>>();
   auto resize = std::make_shared<std::string>("stretch");
   auto no_augment = std::make_shared<bool>(false);
   cmd->add_option("--config", "TOML file of options, keys named as these flags (a run's config.toml); flags given too win");
-  cmd->add_option("--data", *data_path, "Split manifest (from `fracture split`), or a dataset folder to split now")->required();
+  cmd->add_option("--data", *data_paths,
+                  "Split manifest (from `fracture split`), or a dataset folder to split now; "
+                  "give it again to train on several data sets (each one a source, validated apart)")
+      ->required();
   cmd->add_option("-o,--out", o->out_dir, "Run folder: model, metrics, log, config")->capture_default_str();
   cmd->add_option("-m,--model", o->model, "Architecture (see `fracture models`)")->capture_default_str();
   cmd->add_option("--weights", o->weights, "Backbone weights file (torchvision/timm/lukemelas names) instead of the built-in ImageNet weights");
@@ -77,6 +82,9 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--mixup", o->mixup, "mixup: train on blends of pairs of inputs (cached feature maps or images) and their losses, weight ~ Beta(A, A) (0: off)")->capture_default_str();
   cmd->add_option("--balance", o->balance, "Class imbalance: loss (class-weighted), sampler (balanced batches) or none")
       ->capture_default_str()->check(CLI::IsMember({"loss", "sampler", "none"}));
+  cmd->add_option("--source-weights", o->source_weights,
+                  "With several sources: sampling weight of each, SOURCE=W,... (e.g. fracatlas=1,bone-fracture-yolo=0.5); "
+                  "epochs then draw images with replacement");
   cmd->add_option("--ema", o->ema_decay, "Weight EMA decay, e.g. 0.999 (0: off)")->capture_default_str();
   cmd->add_option("--average", o->average_last,
                   "Checkpoint averaging: the model is the mean of the weights after each of the last K epochs "
@@ -143,7 +151,7 @@ void add_train_command(CLI::App& app) {
     std::signal(SIGTERM, on_stop_signal);
     if (!o->resume || !std::filesystem::exists(o->out_dir + "/config.toml"))
       util::write_file_atomic(o->out_dir + "/config.toml", options_to_toml(*cmd));
-    const data::Dataset d = dataset_with_splits(*data_path, o->out_dir, o->seed);
+    const data::Dataset d = dataset_with_splits(*data_paths, o->out_dir, o->seed);
     if (g_stop) throw CLI::RuntimeError(kExitInterrupted);
     o->manifest_sha256 = util::sha256_hex(util::read_file(o->out_dir + "/split.csv"));
     train::TrainResult r;

@@ -31,6 +31,23 @@ std::string quote(const std::string& v) {
   return out + "\"";
 }
 
+// The quoted strings of a one-line TOML array, ["a", "b"] (an option given several times).
+std::vector<std::string> array_items(const std::string& v, const std::string& where) {
+  std::vector<std::string> items;
+  size_t i = 1;
+  while (true) {
+    i = v.find_first_not_of(" \t,", i);
+    if (i == std::string::npos) throw std::runtime_error(where + ": unterminated array");
+    if (v[i] == ']') return items;
+    if (v[i] != '"') throw std::runtime_error(where + ": array items must be quoted strings");
+    size_t j = i + 1;
+    while (j < v.size() && v[j] != '"') j += v[j] == '\\' ? 2 : 1;
+    if (j >= v.size()) throw std::runtime_error(where + ": unterminated string");
+    items.push_back(unquote(v.substr(i, j - i + 1)));
+    i = j + 1;
+  }
+}
+
 bool is_flag(const CLI::Option* o) { return o->get_expected_min() == 0; }
 
 // Flags about one invocation, not about the recipe: a run's config.toml does
@@ -101,6 +118,11 @@ std::vector<std::string> expand_config(CLI::App& app, const std::vector<std::str
     if (kOneShot.count(key)) continue;  // a config never resumes or stops a run by itself
     if (is_flag(opt)) {
       if (value == "true") out.push_back("--" + key);
+    } else if (!value.empty() && value.front() == '[') {
+      for (const auto& item : array_items(value, file + ":" + std::to_string(line_no))) {
+        out.push_back("--" + key);
+        out.push_back(item);
+      }
     } else if (!value.empty()) {
       out.push_back("--" + key);
       out.push_back(value);
@@ -117,6 +139,12 @@ std::string options_to_toml(const CLI::App& cmd) {
     std::string value;
     if (is_flag(o)) {
       out << name << " = " << (o->count() > 0 ? "true" : "false") << "\n";
+      continue;
+    }
+    if (o->results().size() > 1) {  // given several times
+      out << name << " = [";
+      for (size_t i = 0; i < o->results().size(); ++i) out << (i ? ", " : "") << quote(o->results()[i]);
+      out << "]\n";
       continue;
     }
     if (o->count() > 0) value = o->results().back();

@@ -10,6 +10,10 @@
 #include <sstream>
 #include <stdexcept>
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "fracture/data/boxes.h"
 #include "fracture/data/csv.h"
 #include "fracture/data/image_io.h"
 #include "fracture/util/atomic_file.h"
@@ -119,7 +123,31 @@ std::vector<std::string> manifest_classes(const std::string& csv_path, const std
   return classes;
 }
 
+// A data set's name: its folder's (or manifest's stem), e.g. "fracatlas".
+std::string source_name(const std::string& path) {
+  fs::path p = fs::path(path).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();  // "dir/" -> "dir"
+  if (p.filename() == "." || p.empty()) p = fs::absolute(p).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();
+  return fs::is_regular_file(path) ? p.stem().string() : p.filename().string();
+}
+
+// Roboflow exports name each augmented copy <original>_<ext>.rf.<hash>.jpg:
+// the copies of one original share everything but the hash, and must share a
+// side of the split.
+std::string roboflow_original(const std::string& file_name) {
+  const size_t rf = file_name.rfind(".rf.");
+  return rf == std::string::npos || rf == 0 ? std::string{} : file_name.substr(0, rf);
+}
+
 }  // namespace
+
+std::vector<std::string> Dataset::sources() const {
+  std::vector<std::string> out;
+  for (const auto& s : samples)
+    if (std::find(out.begin(), out.end(), s.source) == out.end()) out.push_back(s.source);
+  return out;
+}
 
 std::vector<std::string> order_class_names(std::vector<std::string> names) {
   std::sort(names.begin(), names.end());
@@ -236,6 +264,45 @@ Dataset load_image_folder(const std::string& root) {
   return d;
 }
 
+Dataset load_yolo(const std::string& root) {
+  Dataset d;
+  d.kind = "yolo";
+  d.root = root;
+  d.class_names = {"non_fractured", "fractured"};
+  const fs::path images = fs::path(root) / "images";
+  size_t no_label_file = 0;
+  std::string first_missing;
+  for (const auto& p : images_in(images)) {
+    Sample s;
+    s.path = p.string();
+    const std::string label_file = box_file_for(s.path);
+    if (label_file.empty()) {
+      // Ultralytics' reading too: an image without a label file is background.
+      if (no_label_file++ == 0) first_missing = s.path;
+    } else {
+      try {
+        s.label = read_yolo_boxes(label_file).empty() ? 0 : 1;
+      } catch (const std::exception& e) {
+        d.warnings.push_back(std::string(e.what()) + "; " + s.path + " skipped (its label is unknown)");
+        continue;
+      }
+    }
+    // images/train/x.jpg: the release's own split (used with --keep-existing).
+    const std::string part = p.parent_path() == images ? "" : fs::relative(p.parent_path(), images).begin()->string();
+    if (part == "train") s.split = "train";
+    if (part == "val" || part == "valid" || part == "validation") s.split = "val";
+    if (part == "test") s.split = "test";
+    const std::string original = roboflow_original(p.filename().string());
+    s.group = original.empty() ? fs::relative(p, images).string() : (fs::path(part) / original).string();
+    d.samples.push_back(s);
+  }
+  if (d.samples.empty()) throw std::runtime_error(images.string() + ": no images");
+  if (no_label_file > 0)
+    d.warnings.push_back(std::to_string(no_label_file) + " images have no label file under " + root +
+                         "/labels/ (e.g. " + first_missing + "); taken as not fractured, as YOLO does");
+  return d;
+}
+
 Dataset load_manifest(const std::string& csv_path) { return parse_manifest(util::read_file(csv_path), csv_path); }
 
 Dataset parse_manifest(const std::string& text, const std::string& csv_path) {
@@ -274,6 +341,7 @@ Dataset parse_manifest(const std::string& text, const std::string& csv_path) {
     s.region = get(row, "region");
     const std::string hw = get(row, "hardware");
     s.hardware = hw == "1" ? 1 : hw == "0" ? 0 : -1;
+    s.source = get(row, "source");
     d.samples.push_back(s);
   }
   return d;
@@ -283,21 +351,61 @@ Dataset load_dataset(const std::string& path) {
   const fs::path p(path);
   if (fs::is_regular_file(p)) return load_manifest(path);
   if (!fs::is_directory(p)) throw std::runtime_error(path + ": no such file or folder");
-  if (fs::is_regular_file(p / "dataset.csv") && fs::is_directory(p / "images")) return load_fracatlas(path);
-  return load_image_folder(path);
+  Dataset d = fs::is_regular_file(p / "dataset.csv") && fs::is_directory(p / "images") ? load_fracatlas(path)
+              : fs::is_directory(p / "images") && fs::is_directory(p / "labels")   ? load_yolo(path)
+                                                                                    : load_image_folder(path);
+  if (d.kind != "manifest")  // a manifest names its sources itself, or none
+    for (auto& s : d.samples) s.source = source_name(path);
+  return d;
+}
+
+Dataset load_datasets(const std::vector<std::string>& paths) {
+  if (paths.empty()) throw std::invalid_argument("no data set given");
+  if (paths.size() == 1) return load_dataset(paths[0]);
+  Dataset all;
+  all.kind = "combined";
+  std::set<std::string> taken;
+  for (const auto& path : paths) {
+    Dataset d = load_dataset(path);
+    if (all.class_names.empty()) all.class_names = d.class_names;
+    const bool same = d.class_names == all.class_names;
+    if (!same && (d.class_names.size() != 2 || all.class_names.size() != 2))
+      throw std::runtime_error(path + ": classes (" + fmt::format("{}", fmt::join(d.class_names, ", ")) +
+                               ") differ from the first data set's (" + fmt::format("{}", fmt::join(all.class_names, ", ")) + ")");
+    if (!same)
+      all.warnings.push_back(fmt::format("{}: classes {} / {} taken as {} / {}", path, d.class_names[0], d.class_names[1],
+                                         all.class_names[0], all.class_names[1]));
+    // Each data set is one source (a manifest may name several); names stay distinct.
+    std::map<std::string, std::string> renamed;
+    for (const auto& name : d.sources()) {
+      std::string unique = name.empty() ? source_name(path) : name;
+      for (int k = 2; taken.count(unique); ++k) unique = (name.empty() ? source_name(path) : name) + "-" + std::to_string(k);
+      taken.insert(unique);
+      renamed[name] = unique;
+    }
+    for (auto& s : d.samples) {
+      s.source = renamed.at(s.source);
+      s.group = s.source + ":" + s.group;  // groups are named within a data set
+      all.samples.push_back(std::move(s));
+    }
+    all.warnings.insert(all.warnings.end(), d.warnings.begin(), d.warnings.end());
+    all.root = all.root.empty() ? d.root : all.root;
+  }
+  return all;
 }
 
 void write_manifest(const std::string& csv_path, const Dataset& d) {
   const fs::path base = fs::absolute(fs::path(csv_path)).parent_path();
   std::ostringstream out;
-  out << "path,label,class,split,group,region,hardware\n";
+  out << "path,label,class,split,group,region,hardware,source\n";
   for (const auto& s : d.samples) {
     const fs::path abs = fs::absolute(s.path).lexically_normal();
     const fs::path rel = abs.lexically_relative(base);
     const bool below = !rel.empty() && rel.native().rfind("..", 0) != 0;
     out << csv_escape(below ? rel.string() : abs.string()) << ',' << s.label << ','
         << csv_escape(d.class_names.at(s.label)) << ',' << s.split << ',' << csv_escape(s.group) << ','
-        << csv_escape(s.region) << ',' << (s.hardware < 0 ? "" : std::to_string(s.hardware)) << '\n';
+        << csv_escape(s.region) << ',' << (s.hardware < 0 ? "" : std::to_string(s.hardware)) << ','
+        << csv_escape(s.source) << '\n';
   }
   util::write_file_atomic(csv_path, out.str());
 }

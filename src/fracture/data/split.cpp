@@ -70,6 +70,33 @@ Fingerprint fingerprint(const std::string& path, bool thumbs) {
   return f;
 }
 
+// Shuffles a stratum's groups (seeded by the stratum's key) and gives each to
+// the split furthest below its share of the stratum.
+void assign_stratum(Dataset& d, const std::string& key, std::vector<std::string>& groups,
+                    std::map<std::string, std::vector<size_t>>& members, const SplitOptions& o) {
+  const char* names[3] = {"train", "val", "test"};
+  const double frac[3] = {1.0 - o.val_fraction - o.test_fraction, o.val_fraction, o.test_fraction};
+  std::mt19937_64 rng(util::mix_seed(o.seed, util::fnv1a64(key)));
+  std::shuffle(groups.begin(), groups.end(), rng);
+  // Larger groups first so that the greedy fill can still balance them out.
+  std::stable_sort(groups.begin(), groups.end(),
+                   [&](const auto& a, const auto& b) { return members[a].size() > members[b].size(); });
+  size_t total = 0;
+  for (const auto& g : groups) total += members[g].size();
+  double filled[3] = {0, 0, 0};
+  for (const auto& g : groups) {
+    int best = 0;
+    double best_gap = -1e18;
+    for (int k = 0; k < 3; ++k) {
+      if (frac[k] <= 0) continue;
+      const double gap = (frac[k] * static_cast<double>(total) - filled[k]) / frac[k];
+      if (gap > best_gap) best_gap = gap, best = k;
+    }
+    filled[best] += static_cast<double>(members[g].size());
+    for (size_t i : members[g]) d.samples[i].split = names[best];
+  }
+}
+
 }  // namespace
 
 DuplicateReport group_duplicates(Dataset& d, const SplitOptions& o) {
@@ -153,35 +180,19 @@ DuplicateReport assign_splits(Dataset& d, const SplitOptions& o) {
     if (v.empty()) order.push_back(d.samples[i].group);
     v.push_back(i);
   }
-  std::map<std::string, std::vector<std::string>> strata;
+  // Each source is split on its own, stratified by label and region: a
+  // source's split is the same whichever sources it is combined with. A group
+  // that spans sources (the same radiograph in two data sets) goes with its
+  // first member's source.
+  std::map<std::string, std::map<std::string, std::vector<std::string>>> strata;  // source -> stratum -> groups
   for (const auto& g : order) {
     const Sample& s = d.samples[members[g].front()];
-    strata[std::to_string(s.label) + "/" + s.region].push_back(g);
+    strata[s.source][std::to_string(s.label) + "/" + s.region].push_back(g);
+    rep.cross_source_groups += std::any_of(members[g].begin(), members[g].end(),
+                                           [&](size_t i) { return d.samples[i].source != s.source; });
   }
-  const char* names[3] = {"train", "val", "test"};
-  const double frac[3] = {1.0 - o.val_fraction - o.test_fraction, o.val_fraction, o.test_fraction};
-  for (auto& [key, groups] : strata) {
-    std::mt19937_64 rng(util::mix_seed(o.seed, util::fnv1a64(key)));
-    std::shuffle(groups.begin(), groups.end(), rng);
-    // Larger groups first so that the greedy fill can still balance them out.
-    std::stable_sort(groups.begin(), groups.end(),
-                     [&](const auto& a, const auto& b) { return members[a].size() > members[b].size(); });
-    size_t total = 0;
-    for (const auto& g : groups) total += members[g].size();
-    double filled[3] = {0, 0, 0};
-    for (const auto& g : groups) {
-      // The split furthest below its target share of this stratum gets the group.
-      int best = 0;
-      double best_gap = -1e18;
-      for (int k = 0; k < 3; ++k) {
-        if (frac[k] <= 0) continue;
-        const double gap = (frac[k] * static_cast<double>(total) - filled[k]) / frac[k];
-        if (gap > best_gap) best_gap = gap, best = k;
-      }
-      filled[best] += static_cast<double>(members[g].size());
-      for (size_t i : members[g]) d.samples[i].split = names[best];
-    }
-  }
+  for (auto& [source, by_stratum] : strata)
+    for (auto& [key, groups] : by_stratum) assign_stratum(d, key, groups, members, o);
   return rep;
 }
 
@@ -192,6 +203,18 @@ SplitCounts count_splits(const Dataset& d) {
 }
 
 std::string format_split_counts(const Dataset& d) {
+  const auto sources = d.sources();
+  if (sources.size() > 1) {  // a table per source
+    std::string out;
+    for (const auto& source : sources) {
+      Dataset part = d;
+      part.samples.clear();
+      for (const auto& s : d.samples)
+        if (s.source == source) part.samples.push_back(s);
+      out += "source " + source + "\n" + format_split_counts(part) + "\n";
+    }
+    return out;
+  }
   const SplitCounts c = count_splits(d);
   std::set<std::string> regions;
   for (const auto& [_, byc] : c)

@@ -32,6 +32,7 @@ struct SplitOptions {
 
 struct DuplicateReport {
   int exact_pairs = 0, near_pairs = 0, groups_merged = 0, unreadable = 0;
+  int cross_source_groups = 0;  // groups with members in more than one source
   std::vector<std::string> messages;   // unreadable files, each named
   std::vector<std::string> truncated;  // JPEGs missing their end: decoded the part present
 };
@@ -39,7 +40,8 @@ struct DuplicateReport {
 // Assigns sample.group so that duplicates share one; returns what was found.
 DuplicateReport group_duplicates(Dataset& dataset, const SplitOptions& options);
 
-// Groups duplicates, then sets every sample's split. Deterministic for a seed.
+// Groups duplicates (across sources too), then sets every sample's split,
+// each source's on its own. Deterministic for a seed.
 DuplicateReport assign_splits(Dataset& dataset, const SplitOptions& options);
 
 // counts[split][class name][region] for the printed summary.

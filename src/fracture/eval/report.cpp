@@ -89,12 +89,14 @@ nlohmann::json write_evaluation(const EvaluationInput& in, const EvaluationOptio
   out["unreadable"] = unreadable;
 
   // Breakdowns by body region and by implant ("hardware") where known.
-  std::map<std::string, std::pair<std::vector<int>, std::vector<double>>> by_region, by_hw;
+  std::map<std::string, std::pair<std::vector<int>, std::vector<double>>> by_region, by_hw, by_source;
   for (size_t i = 0; i < used.size(); ++i) {
     if (!used[i]->region.empty()) {
       by_region[used[i]->region].first.push_back(y[i]);
       by_region[used[i]->region].second.push_back(p[i]);
     }
+    by_source[used[i]->source].first.push_back(y[i]);
+    by_source[used[i]->source].second.push_back(p[i]);
     if (used[i]->hardware >= 0) {
       auto& g = by_hw[used[i]->hardware ? "with implant" : "without implant"];
       g.first.push_back(y[i]);
@@ -103,6 +105,8 @@ nlohmann::json write_evaluation(const EvaluationInput& in, const EvaluationOptio
   }
   for (const auto& [k, v] : by_region) out["by_region"][k] = subgroup(v.first, v.second, t, opt.bootstrap, opt.seed);
   for (const auto& [k, v] : by_hw) out["by_hardware"][k] = subgroup(v.first, v.second, t, opt.bootstrap, opt.seed);
+  if (by_source.size() > 1)  // data from several data sets: how the model does on each
+    for (const auto& [k, v] : by_source) out["by_source"][k] = subgroup(v.first, v.second, t, opt.bootstrap, opt.seed);
 
   // Plots.
   Series roc{"ROC", {}, {}};
@@ -131,10 +135,11 @@ nlohmann::json write_evaluation(const EvaluationInput& in, const EvaluationOptio
   if (curves) util::write_file_atomic(opt.out_dir + "/training_curves.svg", training_curves_svg(opt.training_metrics));
 
   // Predictions, for anyone who wants to compute more.
-  std::string csv = "path,label,probability,predicted,region,hardware\n";
+  std::string csv = "path,label,probability,predicted,region,hardware,source\n";
   for (size_t i = 0; i < used.size(); ++i)
-    csv += fmt::format("{},{},{:.6f},{},{},{}\n", data::csv_escape(used[i]->path), y[i], p[i], p[i] >= t ? 1 : 0,
-                       data::csv_escape(used[i]->region), used[i]->hardware < 0 ? "" : std::to_string(used[i]->hardware));
+    csv += fmt::format("{},{},{:.6f},{},{},{},{}\n", data::csv_escape(used[i]->path), y[i], p[i], p[i] >= t ? 1 : 0,
+                       data::csv_escape(used[i]->region), used[i]->hardware < 0 ? "" : std::to_string(used[i]->hardware),
+                       data::csv_escape(used[i]->source));
   util::write_file_atomic(opt.out_dir + "/predictions.csv", csv);
   if (!in.localisation.is_null()) out["localisation"] = in.localisation;
   util::write_file_atomic(opt.out_dir + "/metrics.json", out.dump(2));
@@ -161,6 +166,7 @@ nlohmann::json write_evaluation(const EvaluationInput& in, const EvaluationOptio
          << fmt_ci(g["sensitivity"]) << " | " << fmt_ci(g["specificity"]) << " |\n";
     md << "\n";
   };
+  breakdown("source (data set)", out["by_source"]);
   breakdown("body region", out["by_region"]);
   breakdown("implant (hardware)", out["by_hardware"]);
   if (const auto& loc = in.localisation; !loc.is_null())

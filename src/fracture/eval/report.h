@@ -30,7 +30,8 @@ struct EvaluationOptions {
 };
 
 // Computes every metric with a bootstrap 95% CI, the confusion matrix at the
-// threshold, breakdowns by region and by hardware where known; writes
+// threshold, breakdowns by source (with more than one), region and hardware
+// where known; writes
 // metrics.json (with the input's localisation, if any), predictions.csv,
 // roc.svg, pr.svg, calibration.svg, [training_curves.svg] and report.md into
 // out_dir. Returns metrics.json.

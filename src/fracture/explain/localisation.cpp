@@ -28,7 +28,7 @@ PointingGame pointing_game(models::ClassifierImpl& net, const std::vector<data::
   std::vector<std::vector<data::Box>> boxes;
   for (const auto& s : samples) {
     if (s.label != 1) continue;
-    auto b = data::fracatlas_boxes(s.path, "is left out of the pointing game");
+    auto b = data::image_boxes(s.path, "is left out of the pointing game");
     if (!b || b->empty()) continue;
     boxed.push_back(s);
     boxes.push_back(std::move(*b));

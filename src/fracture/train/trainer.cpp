@@ -22,6 +22,7 @@
 #include "fracture/models/name_map.h"
 #include "fracture/models/registry.h"
 #include "fracture/models/weights_io.h"
+#include "fracture/train/validation.h"
 #include "fracture/train/checkpoint.h"
 #include "fracture/train/feature_augment.h"
 #include "fracture/train/inference.h"
@@ -78,7 +79,7 @@ Cached extract_features(models::ClassifierImpl& net, int first_trainable, const 
 }
 
 constexpr const char* kNoBoxes =
-    "no fractured training image has boxes (FracAtlas keeps them in <root>/Annotations/YOLO/<image stem>.txt)";
+    "no fractured training image has boxes (FracAtlas keeps them in <root>/Annotations/YOLO/<stem>.txt, YOLO layouts in labels/<stem>.txt)";
 
 // Box supervision targets for the cached training rows: [n, 1, h, w] masks of
 // the feature-map cells that overlap a fracture box, and [n] whether a row's
@@ -107,7 +108,7 @@ BoxTargets box_targets(const std::vector<data::Sample>& samples, const std::vect
   int64_t boxed = 0, positives = 0;
   for (size_t r : rows) {
     const auto& s = samples.at(r);
-    const auto read = data::fracatlas_boxes(s.path, "gets no box loss");
+    const auto read = data::image_boxes(s.path, "gets no box loss");
     const bool ok = read.has_value();
     const std::vector<data::Box> boxes = read.value_or(std::vector<data::Box>{});
     const bool positive = s.label == 1;
@@ -190,9 +191,11 @@ void set_frozen(models::ClassifierImpl& net, int first_trainable) {
 }
 
 nlohmann::json record_json(const EpochRecord& r) {
-  return {{"epoch", r.epoch},           {"train_loss", r.train_loss}, {"val_loss", r.val_loss},
+  nlohmann::json j = {{"epoch", r.epoch},           {"train_loss", r.train_loss}, {"val_loss", r.val_loss},
           {"val_auc", r.val_auc},       {"val_ap", r.val_ap},         {"lr", r.lr},
           {"seconds", r.seconds},       {"images_per_second", r.images_per_second}};
+  if (!r.val_auc_by_source.empty()) j["val_auc_by_source"] = r.val_auc_by_source, j["val_auc_pooled"] = r.val_auc_pooled;
+  return j;
 }
 
 EpochRecord record_from_json(const nlohmann::json& j) {
@@ -205,6 +208,10 @@ EpochRecord record_from_json(const nlohmann::json& j) {
   r.lr = j.at("lr");
   r.seconds = j.at("seconds");
   r.images_per_second = j.at("images_per_second");
+  if (j.contains("val_auc_by_source")) {
+    r.val_auc_by_source = j.at("val_auc_by_source").get<std::map<std::string, double>>();
+    r.val_auc_pooled = j.at("val_auc_pooled");
+  }
   return r;
 }
 
@@ -297,6 +304,7 @@ void validate_options(const TrainOptions& o) {
        fmt::format("--average {}: must be 0 or more", o.average_last));
   finite_in(o.cell_pooling, 0, 1000, "--cell-pooling");
   finite_in(o.box_loss, 0, 1000, "--box-loss");
+  parse_source_weights(o.source_weights);
   finite_in(o.clip_grad_norm, 0, 1e6, "--clip-grad");
   need(o.patience >= 0, "--patience must be 0 or more");
   need(o.cache == "ram" || o.cache == "disk" || o.cache == "off", "--cache must be ram, disk or off");
@@ -338,7 +346,7 @@ void prepare_run_folder(const TrainOptions& o) {
 }
 
 nlohmann::json recipe_json(const TrainOptions& o) {
-  return {{"model", o.model},
+  nlohmann::json j = {{"model", o.model},
           {"weights", o.weights},
           {"from_scratch", o.from_scratch},
           {"freeze", o.freeze},
@@ -369,6 +377,8 @@ nlohmann::json recipe_json(const TrainOptions& o) {
           {"seed", o.seed},
           {"threshold", o.threshold_rule},
           {"manifest_sha256", o.manifest_sha256}};
+  if (!o.source_weights.empty()) j["source_weights"] = o.source_weights;  // absent: runs from before it match
+  return j;
 }
 
 int first_trainable_stage(const std::string& freeze, int num_stages) {
@@ -465,7 +475,7 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
     else if (o.augment && (o.cache_views > 1 || o.feature_augment)) why = "augmented views move the image but not its boxes";
     else if (classes != 2) why = "it needs two classes";
     else if (std::none_of(train_set.begin(), train_set.end(), [](const data::Sample& s) {
-               return s.label == 1 && !data::fracatlas_box_file(s.path).empty();
+               return s.label == 1 && !data::box_file_for(s.path).empty();
              }))
       why = kNoBoxes;
     if (!why.empty()) {
@@ -494,11 +504,22 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
     std::vector<float> w;
     for (auto c : counts) w.push_back(c ? static_cast<float>(train_set.size()) / (classes * c) : 0.f);
     class_weight = torch::tensor(w).to(device);
-  } else if (o.balance == "sampler") {
-    for (const auto& s : train_set) sample_weights.push_back(1.0 / counts[static_cast<size_t>(s.label)]);
-  } else if (o.balance != "none") {
+  } else if (o.balance != "sampler" && o.balance != "none") {
     throw std::invalid_argument("--balance must be loss, sampler or none");
   }
+  // Sampling weights: balanced classes (--balance sampler) times the
+  // sources' weights (--source-weights); none: each image once per epoch.
+  const auto source_weight = parse_source_weights(o.source_weights);
+  for (const auto& [name, w] : source_weight)
+    if (std::none_of(train_set.begin(), train_set.end(), [&](const auto& s) { return s.source == name; }))
+      throw std::invalid_argument("--source-weights: no training image comes from '" + name + "'");
+  auto sampling_weight = [&](const data::Sample& s) {
+    const auto it = source_weight.find(s.source);
+    return (o.balance == "sampler" ? 1.0 / static_cast<double>(counts[static_cast<size_t>(s.label)]) : 1.0) *
+           (it == source_weight.end() ? 1.0 : it->second);
+  };
+  if (o.balance == "sampler" || !source_weight.empty())
+    for (const auto& s : train_set) sample_weights.push_back(sampling_weight(s));
 
   // Frozen-feature cache (or image loaders when streaming).
   Cached train_feat, val_feat;
@@ -541,8 +562,7 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
     }
     if (!sample_weights.empty()) {  // re-derive weights over the readable samples
       sample_weights.clear();
-      auto ys = train_feat.y.accessor<int64_t, 1>();
-      for (int64_t i = 0; i < ys.size(0); ++i) sample_weights.push_back(1.0 / counts[static_cast<size_t>(ys[i])]);
+      for (size_t r : train_feat.index) sample_weights.push_back(sampling_weight(train_set[r]));
     }
   } else {
     data::LoaderOptions lo;
@@ -686,7 +706,9 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
     if (class_weight.defined()) opts.weight(class_weight);
     return torch::nn::functional::cross_entropy(logits, y, opts);
   };
-  // Validation probabilities (positive class for 2 classes; all columns kept).
+  // Validation probabilities (positive class for 2 classes; all columns kept),
+  // and each row's source in val_sources.
+  std::vector<std::string> val_sources;
   auto validate = [&](double& val_loss) {
     torch::NoGradGuard g;
     net->eval();
@@ -697,6 +719,8 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
         ps.push_back(torch::softmax(forward_trainable(val_feat.x.slice(0, b, b + 64).to(device)), 1).to(torch::kCPU));
       probs = torch::cat(ps);
       labels = val_feat.y;
+      val_sources.clear();
+      for (size_t r : val_feat.index) val_sources.push_back(val_set[r].source);
     } else {
       probs = predict_probabilities(*net, *val_loader, device);
       std::vector<int64_t> ys;
@@ -705,6 +729,10 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
       auto ok = ~torch::isnan(probs.select(1, 0));
       probs = probs.index({ok});
       labels = labels.index({ok});
+      val_sources.clear();
+      auto oa = ok.accessor<bool, 1>();
+      for (size_t i = 0; i < val_set.size(); ++i)
+        if (oa[static_cast<int64_t>(i)]) val_sources.push_back(val_set[i].source);
     }
     val_loss = torch::nll_loss(torch::log(probs.clamp_min(1e-7)), labels).item<double>();
     return std::make_pair(probs, labels);
@@ -720,21 +748,15 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
     }
     return std::make_pair(y, p);
   };
-  // Binary: AUC of the positive class; more classes: mean one-vs-rest AUC.
-  auto selection_auc = [&](const torch::Tensor& probs, const torch::Tensor& labels, double& ap) {
-    double auc = 0;
-    ap = 0;
-    const int first_class = classes == 2 ? 1 : 0;
-    for (int c = first_class; c < classes; ++c) {
-      auto [y, p] = binary_scores(probs, labels, c);
-      auc += eval::roc_auc(y, p);
-      ap += eval::average_precision(y, p);
-    }
-    const int n = static_cast<int>(classes) - first_class;
-    ap /= n;
-    return auc / n;
+  // The selection score (validation.h: the mean of the per-source ROC-AUCs).
+  auto score = [&](const torch::Tensor& probs, const torch::Tensor& labels) {
+    return score_validation(probs, labels, val_sources);
   };
-
+  auto by_source_text = [](const ValidationScore& v) {
+    std::string t;
+    for (const auto& [source, auc] : v.auc_by_source) t += fmt::format("{} {:.4f}, ", source, auc);
+    return t.empty() ? t : fmt::format(" (mean of {}pooled {:.4f})", t, v.pooled_auc);
+  };
   // The operating threshold, chosen on these validation probabilities.
   auto set_threshold = [&](ModelInfo& mi, const torch::Tensor& probs, const torch::Tensor& labels, const std::string& what) {
     mi.threshold_rule = "default 0.5";
@@ -841,10 +863,14 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
     rec.seconds = bar.elapsed_seconds();
     rec.images_per_second = bar.rate();
     auto [probs, labels] = validate(rec.val_loss);
-    rec.val_auc = selection_auc(probs, labels, rec.val_ap);
+    const ValidationScore v = score(probs, labels);
+    rec.val_auc = v.auc;
+    rec.val_ap = v.ap;
+    rec.val_auc_pooled = v.pooled_auc;
+    rec.val_auc_by_source = v.auc_by_source;
     result.history.push_back(rec);
-    spdlog::info("epoch {}/{}: train loss {:.4f}, val loss {:.4f}, val ROC-AUC {:.4f}, AP {:.4f}, lr {:.2e}, {:.0f} img/s",
-                 rec.epoch, o.epochs, rec.train_loss, rec.val_loss, rec.val_auc, rec.val_ap, rec.lr,
+    spdlog::info("epoch {}/{}: train loss {:.4f}, val loss {:.4f}, val ROC-AUC {:.4f}{}, AP {:.4f}, lr {:.2e}, {:.0f} img/s",
+                 rec.epoch, o.epochs, rec.train_loss, rec.val_loss, rec.val_auc, by_source_text(v), rec.val_ap, rec.lr,
                  rec.images_per_second);
 
     const bool improved = result.best_epoch < 0 || rec.val_auc > result.best_val_auc;
@@ -856,6 +882,8 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
       info.extra = {{"val_roc_auc", rec.val_auc}, {"val_average_precision", rec.val_ap}, {"epoch", rec.epoch},
                     {"train_images", n_train}, {"freeze", o.freeze}, {"seed", o.seed},
                     {"recipe", recipe_as_run}, {"manifest_sha256", o.manifest_sha256}};
+      if (!v.auc_by_source.empty())
+        info.extra["val_roc_auc_by_source"] = v.auc_by_source, info.extra["val_roc_auc_pooled"] = v.pooled_auc;
       save_model(best_path, *net, info);
       util::crash_point("epoch end: best model written");
       result.threshold = info.threshold;
@@ -926,19 +954,23 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
     for (int e = first_averaged; e <= o.epochs; ++e) snapshots.push_back(snapshot_path(e));
     result.averaged = fmt::format("average of epochs {}-{}", first_averaged, o.epochs);
     models::load_into(*net, average_weights(snapshots), result.averaged);
-    double val_loss = 0, val_ap = 0;
+    double val_loss = 0;
     auto [probs, labels] = validate(val_loss);
-    result.model_val_auc = selection_auc(probs, labels, val_ap);
+    const ValidationScore v = score(probs, labels);
+    const double val_ap = v.ap;
+    result.model_val_auc = v.auc;
     set_threshold(info, probs, labels, result.averaged);
     info.extra = {{"val_roc_auc", result.model_val_auc}, {"val_average_precision", val_ap},
                   {"averaged_epochs", {first_averaged, o.epochs}}, {"best_epoch", result.best_epoch},
                   {"best_epoch_val_roc_auc", result.best_val_auc}, {"train_images", n_train},
                   {"freeze", o.freeze}, {"seed", o.seed}, {"recipe", recipe_as_run},
                   {"manifest_sha256", o.manifest_sha256}};
+    if (!v.auc_by_source.empty())
+      info.extra["val_roc_auc_by_source"] = v.auc_by_source, info.extra["val_roc_auc_pooled"] = v.pooled_auc;
     save_model(model_path, *net, info);
     result.threshold = info.threshold;
-    spdlog::info("{}: val loss {:.4f}, val ROC-AUC {:.4f}, AP {:.4f}", result.averaged, val_loss, result.model_val_auc,
-                 val_ap);
+    spdlog::info("{}: val loss {:.4f}, val ROC-AUC {:.4f}{}, AP {:.4f}", result.averaged, val_loss,
+                 result.model_val_auc, by_source_text(v), val_ap);
   } else if (averaging && !result.interrupted && result.early_stopped) {
     spdlog::warn("--average {}: training stopped early, so the best epoch is copied to {} instead of an average",
                  o.average_last, model_path);

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <atomic>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -41,6 +42,10 @@ struct TrainOptions {
   // 0.920 / 0.925 to 0.935 at 384 px, at no extra cost (docs/results.md).
   double mixup = 0.4;
   std::string balance = "loss";  // loss (class-weighted), sampler (balanced batches), none
+  // Per-source sampling weights, "SOURCE=W,..." (train/validation.h); empty:
+  // every image once per epoch. With weights, each epoch draws as many images
+  // as the training set holds, with replacement, a source's in proportion.
+  std::string source_weights;
   double ema_decay = 0.0;        // 0: off; e.g. 0.999
   // Checkpoint averaging: the run's model is the uniform mean of the weights
   // after each of the last K epochs, not its best epoch (0: off). On FracAtlas
@@ -100,7 +105,12 @@ struct Interrupted : std::runtime_error {
 
 struct EpochRecord {
   int epoch = 0;
+  // val_auc: the selection score (train/validation.h: with several sources,
+  // the mean of their ROC-AUCs, each in val_auc_by_source; val_auc_pooled
+  // scores every row together).
   double train_loss = 0, val_loss = 0, val_auc = 0, val_ap = 0, lr = 0, seconds = 0, images_per_second = 0;
+  double val_auc_pooled = 0;
+  std::map<std::string, double> val_auc_by_source;
 };
 
 struct TrainResult {

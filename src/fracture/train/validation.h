@@ -1,0 +1,36 @@
+#pragma once
+// Validation scores when the data come from several sources (data sets).
+//
+// Selection rule, fixed before any multi-source run (issue 16): a run is
+// scored by the mean of its per-source ROC-AUCs, each source weighing the
+// same whatever its size. A pooled AUC would let the larger source decide,
+// and would reward a model that tells the sources apart (their base rates
+// differ: 18% fractured in FracAtlas, 37% in bone-fracture-yolo) rather than
+// the fractures. With one source the mean is that source's ROC-AUC: runs on
+// one data set are scored exactly as before.
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace fracture::train {
+
+struct ValidationScore {
+  double auc = 0;         // the selection score: mean of the per-source ROC-AUCs
+  double pooled_auc = 0;  // every row together
+  double ap = 0;          // average precision, pooled
+  std::map<std::string, double> auc_by_source;  // with more than one source
+};
+
+// probs [n, classes], labels [n], the source of each row. Two classes: the
+// positive class's ROC-AUC; more: the mean one-vs-rest ROC-AUC. A source
+// whose rows hold a single class has no AUC and is left out of the mean.
+ValidationScore score_validation(const torch::Tensor& probs, const torch::Tensor& labels,
+                                 const std::vector<std::string>& row_sources);
+
+// "fracatlas=1,bone-fracture-yolo=0.5" -> {source: weight}; empty -> {}.
+// Throws std::invalid_argument naming the bad item.
+std::map<std::string, double> parse_source_weights(const std::string& text);
+
+}  // namespace fracture::train
