@@ -510,9 +510,11 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
   // Sampling weights: balanced classes (--balance sampler) times the
   // sources' weights (--source-weights); none: each image once per epoch.
   const auto source_weight = parse_source_weights(o.source_weights);
-  for (const auto& [name, w] : source_weight)
+  for (const auto& weighted : source_weight) {
+    const std::string& name = weighted.first;  // not a structured binding: lambdas cannot capture those in C++17
     if (std::none_of(train_set.begin(), train_set.end(), [&](const auto& s) { return s.source == name; }))
       throw std::invalid_argument("--source-weights: no training image comes from '" + name + "'");
+  }
   auto sampling_weight = [&](const data::Sample& s) {
     const auto it = source_weight.find(s.source);
     return (o.balance == "sampler" ? 1.0 / static_cast<double>(counts[static_cast<size_t>(s.label)]) : 1.0) *
