@@ -146,9 +146,9 @@ void add_evaluate_command(CLI::App& app) {
     const auto j = eval::write_evaluation(in, opt);
     std::cout << fmt::format("{} split: {} images, {} positive, threshold {:.4f}\n", a->split, j["n"].get<int>(),
                              j["positives"].get<int>(), in.threshold);
+    auto f = [](const nlohmann::json& x) { return x.is_null() ? std::string("n/a") : fmt::format("{:.3f}", x.get<double>()); };
     for (const auto& name : {"roc_auc", "average_precision", "sensitivity", "specificity", "accuracy", "f1"}) {
       const auto& v = j["metrics"][name];
-      auto f = [](const nlohmann::json& x) { return x.is_null() ? std::string("n/a") : fmt::format("{:.3f}", x.get<double>()); };
       std::cout << fmt::format("  {:<18} {}  (95% CI {} - {})\n", name, f(v["value"]), f(v["ci95_low"]), f(v["ci95_high"]));
     }
     const auto& c = j["confusion"];
@@ -157,7 +157,6 @@ void add_evaluate_command(CLI::App& app) {
     if (j.contains("by_source"))
       for (const auto& [source, g] : j["by_source"].items()) {
         const auto& v = g["roc_auc"];
-        auto f = [](const nlohmann::json& x) { return x.is_null() ? std::string("n/a") : fmt::format("{:.3f}", x.get<double>()); };
         std::cout << fmt::format("  {:<18} {} images, {} positive: roc_auc {}  (95% CI {} - {})\n", source,
                                  g["n"].get<int>(), g["positives"].get<int>(), f(v["value"]), f(v["ci95_low"]),
                                  f(v["ci95_high"]));

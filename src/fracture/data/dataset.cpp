@@ -378,8 +378,9 @@ Dataset load_datasets(const std::vector<std::string>& paths) {
     // Each data set is one source (a manifest may name several); names stay distinct.
     std::map<std::string, std::string> renamed;
     for (const auto& name : d.sources()) {
-      std::string unique = name.empty() ? source_name(path) : name;
-      for (int k = 2; taken.count(unique); ++k) unique = (name.empty() ? source_name(path) : name) + "-" + std::to_string(k);
+      const std::string base = name.empty() ? source_name(path) : name;
+      std::string unique = base;
+      for (int k = 2; taken.count(unique); ++k) unique = base + "-" + std::to_string(k);
       taken.insert(unique);
       renamed[name] = unique;
     }
