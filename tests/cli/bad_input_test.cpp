@@ -90,6 +90,7 @@ TEST(BadInput, PredictScoresWhatItCanAndRecordsTheRest) {
     const auto& j = by_name[good];
     EXPECT_FALSE(j.contains("error")) << j.dump();
     EXPECT_GE(j["probability"].get<double>(), 0.0);
+    EXPECT_DOUBLE_EQ(j["probabilities"]["fractured"].get<double>(), j["probability"].get<double>());
     EXPECT_EQ(j["model_sha256"], model_sha);
   }
   for (const auto& j : lines)
@@ -111,7 +112,9 @@ TEST(BadInput, PredictOutputIsStreamedAndCsvListsAreForgiving) {
   EXPECT_TRUE(r.out.empty()) << r.out;
   const std::string csv = read_file(dir / "p.csv");
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 4) << csv;
-  EXPECT_EQ(csv.rfind("path,probability,label,threshold,model,model_sha256,cam,error\n", 0), 0u) << csv;
+  // The original columns keep their places; every class's probability follows.
+  EXPECT_EQ(csv.rfind("path,probability,label,threshold,model,model_sha256,cam,error,p_non_fractured,p_fractured\n", 0), 0u)
+      << csv;
   // An unterminated quote is an error naming the list and line, not one path swallowing the file.
   write_file_atomic(dir / "bad.csv", "path\n\"img0.png\nimg1.png\n");
   const auto b = ft::run_cli("predict " + (dir / "bad.csv"));

@@ -4,6 +4,7 @@
 #include <array>
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 
@@ -178,4 +179,84 @@ TEST(Cli, TrainsAndEvaluatesOnTwoSources) {
   r = run("train --config " + (dir / "direct/config.toml") + " --out " + (dir / "again") + " --epochs 1");
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_EQ(fracture::util::read_file(dir / "again/split.csv"), fracture::util::read_file(dir / "direct/split.csv"));
+}
+
+namespace {
+
+// Three generated "fracture types" (ImageFolder layout): a square, a bar, or
+// neither, each at random places; returns the test images.
+std::vector<std::pair<std::string, std::string>> make_three_types(const ft::TempDir& dir, int train, int eval, int size) {
+  std::vector<std::pair<std::string, std::string>> test;
+  unsigned seed = 7;
+  for (const std::string split : {"train", "val", "test"})
+    for (const std::string type : {"bar", "plain", "square"})
+      for (int i = 0; i < (split == "train" ? train : eval); ++i) {
+        cv::Mat img = ft::square_image(size, seed++, type == "square", nullptr);
+        if (type == "bar") cv::rectangle(img, cv::Rect(size / 6 + (i * 5) % (size / 2), size / 8, size / 10, size * 3 / 4), cv::Scalar(240), -1);
+        const std::string path = dir / (split + "/" + type + "/" + std::to_string(i) + ".png");
+        ft::write_image(path, img);
+        if (split == "test") test.emplace_back(path, type);
+      }
+  return test;
+}
+
+}  // namespace
+
+// A model of more than two classes: evaluate reports the multiclass metrics,
+// predict gives every class's probability and the most probable class, and
+// heat maps explain the predicted class or the one asked for.
+TEST(Cli, ThreeClassModelEvaluatesAndPredicts) {
+  ft::TempDir dir;
+  const auto test = make_three_types(dir, 8, 4, 96);
+  const std::string rundir = dir / "run";
+  auto r = run("train --data " + dir.path.string() + " --out " + rundir + " --size 96 --epochs 2 --seed 1");
+  ASSERT_EQ(r.code, 0) << r.output;
+
+  auto e = ft::run_cli("evaluate -m " + rundir + "/best.safetensors --data " + rundir + "/split.csv --bootstrap 50");
+  ASSERT_EQ(e.code, 0) << e.err;
+  for (const char* metric : {"accuracy", "balanced_accuracy", "macro_f1", "macro_roc_auc", "top2_accuracy", "cohen_kappa"})
+    EXPECT_NE(e.out.find(metric), std::string::npos) << metric << "\n" << e.out;
+  const auto m = nlohmann::json::parse(fracture::util::read_file(rundir + "/eval-test/metrics.json"));
+  EXPECT_EQ(m["n"], 12);
+  EXPECT_EQ(m["classes"], nlohmann::json({"bar", "plain", "square"}));
+  int total = 0;
+  for (const auto& row : m["confusion"]["counts"])
+    for (const auto& v : row) total += v.get<int>();
+  EXPECT_EQ(total, 12);
+  EXPECT_EQ(m["per_class"]["square"]["support"], 4);
+  EXPECT_TRUE(m["per_class"]["bar"]["roc_auc"]["ci95_low"].is_number()) << m.dump();
+  for (const char* f : {"report.md", "confusion.svg", "predictions.csv"})
+    EXPECT_TRUE(std::filesystem::exists(rundir + "/eval-test/" + f)) << f;
+  const std::string predictions = fracture::util::read_file(rundir + "/eval-test/predictions.csv");
+  EXPECT_EQ(predictions.rfind("path,label,predicted,p_bar,p_plain,p_square,source\n", 0), 0u) << predictions;
+  // A two-class threshold means nothing here.
+  EXPECT_EQ(run("evaluate -m " + rundir + "/best.safetensors --data " + rundir + "/split.csv --threshold 0.3").code, 2);
+
+  std::string inputs;
+  for (const auto& [path, type] : test) inputs += " " + path;
+  const auto p = ft::run_cli("predict -m " + rundir + "/best.safetensors" + inputs + " --cam " + (dir / "cams"));
+  ASSERT_EQ(p.code, 0) << p.err;
+  std::istringstream lines(p.out);
+  int n = 0;
+  for (std::string line; std::getline(lines, line); ++n) {
+    const auto j = nlohmann::json::parse(line);
+    EXPECT_FALSE(j.contains("threshold")) << line;
+    ASSERT_EQ(j["probabilities"].size(), 3u) << line;
+    std::string best;
+    double sum = 0, top = -1;
+    for (const auto& [name, v] : j["probabilities"].items()) {
+      sum += v.get<double>();
+      if (v.get<double>() > top) top = v.get<double>(), best = name;
+    }
+    EXPECT_NEAR(sum, 1.0, 1e-4) << line;
+    EXPECT_EQ(j["label"], best) << line;
+    EXPECT_DOUBLE_EQ(j["probability"].get<double>(), top) << line;
+    EXPECT_TRUE(std::filesystem::exists(j["cam"].get<std::string>())) << line;
+  }
+  EXPECT_EQ(n, 12);
+  r = run("predict -m " + rundir + "/best.safetensors " + test[0].first + " --cam " + (dir / "c2") + " --cam-class square");
+  EXPECT_EQ(r.code, 0) << r.output;
+  r = run("predict -m " + rundir + "/best.safetensors " + test[0].first + " --cam " + (dir / "c3") + " --cam-class spiral");
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("bar, plain, square"), std::string::npos) << r.output;
 }

@@ -95,6 +95,51 @@ def metrics_cases(out):
         json.dump(cases, f)
 
 
+def multiclass_cases(out):
+    """Random N-class labels and probabilities scored by scikit-learn: several
+    class counts, ties (rounded rows) and a class absent from the truth."""
+    import numpy as np
+    from sklearn import metrics as skm
+
+    rng = np.random.default_rng(1)
+    cases = []
+    for n, k, decimals, absent in [(300, 3, None, None), (120, 10, 2, None), (80, 4, 1, None), (150, 5, None, 2)]:
+        y = rng.integers(0, k, n)
+        if absent is not None:
+            y[y == absent] = (absent + 1) % k
+        logits = rng.normal(0, 1, (n, k)) + 1.2 * np.eye(k)[y]
+        p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+        if decimals is not None:
+            p = p.round(decimals)
+        pred = p.argmax(1)
+        names = [f"type {c}" for c in range(k)]
+        present = sorted(set(y.tolist()))
+        per_class_auc = {c: skm.roc_auc_score(y == c, p[:, c]) for c in present}
+        macro_auc = float(np.mean(list(per_class_auc.values())))
+        if decimals is None and absent is None:  # rows sum to one: scikit-learn's own multiclass AUC applies
+            assert abs(macro_auc - skm.roc_auc_score(y, p, multi_class="ovr", average="macro")) < 1e-12
+        precision, recall, f1, _ = skm.precision_recall_fscore_support(y, pred, labels=list(range(k)), zero_division=0)
+        expected = {
+            "accuracy": skm.accuracy_score(y, pred),
+            "balanced_accuracy": skm.balanced_accuracy_score(y, pred),
+            "macro_f1": skm.f1_score(y, pred, average="macro", zero_division=0),
+            "macro_roc_auc": macro_auc,
+            "top2_accuracy": skm.top_k_accuracy_score(y, p, k=2, labels=list(range(k))),
+            "cohen_kappa": skm.cohen_kappa_score(y, pred),
+        }
+        for c in range(k):
+            expected[f"precision/{names[c]}"] = float(precision[c])
+            expected[f"f1/{names[c]}"] = float(f1[c])
+            if c in present:
+                expected[f"recall/{names[c]}"] = float(recall[c])
+                expected[f"roc_auc/{names[c]}"] = float(per_class_auc[c])
+        cases.append({"labels": y.tolist(), "probs": p.tolist(), "classes": names,
+                      "confusion": skm.confusion_matrix(y, pred, labels=list(range(k))).tolist(),
+                      "absent": [names[c] for c in range(k) if c not in present], "expected": expected})
+    with open(os.path.join(out, "multiclass_cases.json"), "w") as f:
+        json.dump(cases, f)
+
+
 def main():
     out = sys.argv[1]
     weights_dir = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] else default_weights_dir()
@@ -107,6 +152,7 @@ def main():
     for size in (224, 231):  # 231: odd size, where TF "SAME" padding is asymmetric
         lite_case(out, weights_dir, size)
     metrics_cases(out)
+    multiclass_cases(out)
     print(f"reference tensors written to {out}")
 
 

@@ -32,6 +32,43 @@ nlohmann::json localisation(ReadyModel& m, const std::vector<data::Sample>& samp
   return nullptr;
 }
 
+std::string f(const nlohmann::json& x) { return x.is_null() ? std::string("n/a") : fmt::format("{:.3f}", x.get<double>()); }
+
+// A model of more than two classes: its metrics written and summarised on stdout.
+void evaluate_multiclass(const std::vector<data::Sample>& samples, const torch::Tensor& probabilities,
+                         const std::vector<std::string>& classes, const std::string& model, const std::string& sha256,
+                         const std::string& split, const eval::EvaluationOptions& opt) {
+  eval::MulticlassEvaluationInput in;
+  in.samples = samples;
+  for (int64_t i = 0; i < probabilities.size(0); ++i) {
+    const auto row = probabilities[i];
+    in.probabilities.emplace_back(row.data_ptr<double>(), row.data_ptr<double>() + row.numel());
+  }
+  in.class_names = classes;
+  in.model = model;
+  in.model_sha256 = sha256;
+  in.split = split;
+  const auto j = eval::write_multiclass_evaluation(in, opt);
+  std::cout << fmt::format("{} split: {} images, {} classes, predicted class: the most probable\n", split,
+                           j["n"].get<int>(), classes.size());
+  for (const auto& name : eval::multiclass_summary_names()) {
+    const auto& v = j["metrics"][name];
+    std::cout << fmt::format("  {:<18} {}  (95% CI {} - {})\n", name, f(v["value"]), f(v["ci95_low"]), f(v["ci95_high"]));
+  }
+  for (const auto& c : classes) {
+    const auto& g = j["per_class"][c];
+    std::cout << fmt::format("  {:<18} {} images: recall {}, precision {}, roc_auc {}\n", c, g["support"].get<int>(),
+                             f(g["recall"]["value"]), f(g["precision"]["value"]), f(g["roc_auc"]["value"]));
+  }
+  if (j.contains("by_source"))
+    for (const auto& [source, g] : j["by_source"].items()) {
+      const auto& v = g["metrics"]["accuracy"];
+      std::cout << fmt::format("  {:<18} {} images: accuracy {}  (95% CI {} - {})\n", source, g["n"].get<int>(),
+                               f(v["value"]), f(v["ci95_low"]), f(v["ci95_high"]));
+    }
+  spdlog::info("wrote {}/report.md, metrics.json, predictions.csv and confusion.svg", opt.out_dir);
+}
+
 }  // namespace
 
 void add_evaluate_command(CLI::App& app) {
@@ -86,12 +123,14 @@ void add_evaluate_command(CLI::App& app) {
         throw std::runtime_error(path + ": its classes differ from " + a->model + "'s");
     }
     const auto& info = members[0].model.info;
-    if (info.class_names.size() != 2) throw std::runtime_error("evaluate reports binary metrics; this model has " +
-                                                               std::to_string(info.class_names.size()) + " classes");
     data::Dataset d = data::load_datasets(a->data);
     const std::string data_name = fmt::format("{}", fmt::join(a->data, " + "));
-    // Positive-class probability of every sample (NaN: unreadable).
-    auto score = [&](const std::vector<data::Sample>& samples, const std::string& split) {
+    // Two-class sets pair negative with negative whatever their names; types must match by name and order.
+    if (d.class_names.size() != info.class_names.size() || (info.class_names.size() > 2 && d.class_names != info.class_names))
+      throw std::runtime_error(fmt::format("{}: its classes ({}) are not the model's ({})", data_name,
+                                           fmt::join(d.class_names, ", "), fmt::join(info.class_names, ", ")));
+    // Every class's probability for every sample (a NaN row: unreadable).
+    auto score_all = [&](const std::vector<data::Sample>& samples, const std::string& split) {
       std::vector<torch::Tensor> probs;
       for (size_t k = 0; k < members.size(); ++k) {
         auto& [m, device, lo] = members[k];
@@ -101,11 +140,29 @@ void add_evaluate_command(CLI::App& app) {
         if (k == 0)
           for (const auto& f : loader.stats().failures) spdlog::warn("left out: {}", f);
       }
-      auto col = train::combine_probabilities(probs).select(1, 1).contiguous();
-      return std::vector<double>(col.data_ptr<float>(), col.data_ptr<float>() + col.numel());
+      return train::combine_probabilities(probs).to(torch::kDouble).contiguous();
+    };
+    // The positive class's probability (two-class models).
+    auto score = [&](const std::vector<data::Sample>& samples, const std::string& split) {
+      auto col = score_all(samples, split).select(1, 1).contiguous();
+      return std::vector<double>(col.data_ptr<double>(), col.data_ptr<double>() + col.numel());
     };
     std::vector<data::Sample> samples = a->split == "all" ? d.samples : d.subset(a->split);
     if (samples.empty()) throw std::runtime_error(data_name + ": no samples in split '" + a->split + "'");
+    const std::filesystem::path model_dir = std::filesystem::path(a->model).parent_path();
+    eval::EvaluationOptions opt;
+    opt.out_dir = !a->out.empty() ? a->out : built_in_model ? "eval-" + a->split : (model_dir / ("eval-" + a->split)).string();
+    opt.bootstrap = a->bootstrap;
+    opt.seed = a->seed;
+    if (members.size() == 1 && !built_in_model) opt.training_metrics = (model_dir / "metrics.jsonl").string();
+    std::string model_name = a->model, sha256;
+    for (const auto& path : a->ensemble) model_name += " + " + path;
+    for (const auto& member : members) sha256 += (sha256.empty() ? "" : " + ") + member.model.sha256;
+    if (info.class_names.size() > 2) {
+      if (a->threshold >= 0) throw CLI::ValidationError("--threshold", "applies to two-class models only (this one takes the most probable class)");
+      evaluate_multiclass(samples, score_all(samples, a->split), info.class_names, model_name, sha256, a->split, opt);
+      return;
+    }
     eval::EvaluationInput in;
     in.samples = samples;
     in.probabilities = score(samples, a->split);
@@ -131,22 +188,13 @@ void add_evaluate_command(CLI::App& app) {
       in.threshold = eval::choose_threshold("youden", yv, pv);
       in.threshold_rule = fmt::format("youden on validation, ensemble of {}", members.size());
     }
-    in.model = a->model;
-    for (const auto& path : a->ensemble) in.model += " + " + path;
-    for (const auto& member : members)
-      in.model_sha256 += (in.model_sha256.empty() ? "" : " + ") + member.model.sha256;
+    in.model = model_name;
+    in.model_sha256 = sha256;
     in.split = a->split;
     in.positive_class = info.class_names[1];
-    eval::EvaluationOptions opt;
-    const std::filesystem::path model_dir = std::filesystem::path(a->model).parent_path();
-    opt.out_dir = !a->out.empty() ? a->out : built_in_model ? "eval-" + a->split : (model_dir / ("eval-" + a->split)).string();
-    opt.bootstrap = a->bootstrap;
-    opt.seed = a->seed;
-    if (members.size() == 1 && !built_in_model) opt.training_metrics = (model_dir / "metrics.jsonl").string();
     const auto j = eval::write_evaluation(in, opt);
     std::cout << fmt::format("{} split: {} images, {} positive, threshold {:.4f}\n", a->split, j["n"].get<int>(),
                              j["positives"].get<int>(), in.threshold);
-    auto f = [](const nlohmann::json& x) { return x.is_null() ? std::string("n/a") : fmt::format("{:.3f}", x.get<double>()); };
     for (const auto& name : {"roc_auc", "average_precision", "sensitivity", "specificity", "accuracy", "f1"}) {
       const auto& v = j["metrics"][name];
       std::cout << fmt::format("  {:<18} {}  (95% CI {} - {})\n", name, f(v["value"]), f(v["ci95_low"]), f(v["ci95_high"]));

@@ -9,6 +9,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "fracture/cli/commands.h"
@@ -17,10 +18,7 @@
 #include "fracture/data/csv.h"
 #include "fracture/data/dataset.h"
 #include "fracture/data/image_io.h"
-#include "fracture/data/loader.h"
-#include "fracture/explain/gradcam.h"
-#include "fracture/train/checkpoint.h"
-#include "fracture/train/inference.h"
+#include "fracture/predictor.h"
 #include "fracture/util/atomic_file.h"
 #include "fracture/util/hash.h"
 #include "fracture/util/paths.h"
@@ -39,13 +37,13 @@ bool has_csv_extension(const fs::path& p) {
 // Files as given; folders searched recursively for images (by extension or
 // content); .csv files read as lists with a "path" column, relative to the
 // list's folder. A list that cannot be read is an error naming it.
-std::vector<data::Sample> collect_inputs(const std::vector<std::string>& inputs) {
-  std::vector<data::Sample> out;
+std::vector<std::string> collect_inputs(const std::vector<std::string>& inputs) {
+  std::vector<std::string> out;
   for (const auto& in : inputs) {
     const fs::path p(in);
     std::error_code ec;
     if (fs::is_directory(p, ec)) {
-      for (auto& f : data::image_files_in(in)) out.push_back({f});
+      for (auto& f : data::image_files_in(in)) out.push_back(f);
     } else if (has_csv_extension(p) && fs::is_regular_file(p, ec)) {
       const auto rows = data::parse_csv(util::read_file(in), in);
       const int col = rows.empty() ? -1 : data::csv_column(rows[0], "path");
@@ -53,10 +51,10 @@ std::vector<data::Sample> collect_inputs(const std::vector<std::string>& inputs)
       for (size_t r = 1; r < rows.size(); ++r)
         if (static_cast<size_t>(col) < rows[r].size() && !rows[r][col].empty()) {
           const fs::path f(rows[r][col]);
-          out.push_back({f.is_absolute() ? f.string() : (p.parent_path() / f).lexically_normal().string()});
+          out.push_back(f.is_absolute() ? f.string() : (p.parent_path() / f).lexically_normal().string());
         }
     } else {
-      out.push_back({in});  // unreadable files get an error record from the loader, not an exception here
+      out.push_back(in);  // unreadable files get an error record from the loader, not an exception here
     }
   }
   return out;
@@ -71,29 +69,45 @@ std::string cam_file_name(const std::string& image_path) {
 
 // Writes one record per input as soon as its batch is scored, flushed, so
 // that a consumer reading the pipe sees results at once and a crash loses
-// at most the batch in flight.
+// at most the batch in flight. Every class's probability is written: in JSON
+// as "probabilities" {class: p}, in CSV as p_<class> columns after the
+// original ones (which keep their places).
 class PredictionWriter {
  public:
-  PredictionWriter(std::ostream& out, bool csv, std::string model, std::string sha256)
-      : out_(out), csv_(csv), model_(std::move(model)), sha256_(std::move(sha256)) {
-    if (csv_) out_ << "path,probability,label,threshold,model,model_sha256,cam,error\n" << std::flush;
+  PredictionWriter(std::ostream& out, bool csv, const Predictor& predictor)
+      : out_(out), csv_(csv), model_(fs::path(predictor.model_path()).filename().string()),
+        sha256_(predictor.sha256()), classes_(predictor.classes()) {
+    if (!csv_) return;
+    out_ << "path,probability,label,threshold,model,model_sha256,cam,error";
+    for (const auto& c : classes_) out_ << "," << data::csv_escape("p_" + c);
+    out_ << "\n" << std::flush;
   }
-  void prediction(const std::string& path, double p, const std::string& label, double threshold, const std::string& cam) {
-    const std::string safe = util::escape_invalid_utf8(path);
+  void write(const Prediction& p, const std::string& cam) {
+    const std::string safe = util::escape_invalid_utf8(p.path);
+    if (!p.ok()) {
+      const std::string why = util::escape_invalid_utf8(p.error);
+      if (csv_)
+        buffer_ += fmt::format("{},,,,{},{},,{}{}\n", data::csv_escape(safe), data::csv_escape(model_), sha256_,
+                               data::csv_escape(why), std::string(classes_.size(), ','));
+      else
+        buffer_ += nlohmann::json{{"path", safe}, {"error", why}}.dump() + "\n";
+      return;
+    }
     if (csv_) {
-      buffer_ += fmt::format("{},{:.6f},{},{:.6f},{},{},{},\n", data::csv_escape(safe), p, data::csv_escape(label),
-                             threshold, data::csv_escape(model_), sha256_, data::csv_escape(cam));
+      buffer_ += fmt::format("{},{:.6f},{},{},{},{},{},", data::csv_escape(safe), p.probability, data::csv_escape(p.label),
+                             p.threshold ? fmt::format("{:.6f}", *p.threshold) : "", data::csv_escape(model_), sha256_,
+                             data::csv_escape(cam));
+      for (double v : p.probabilities) buffer_ += fmt::format(",{:.6f}", v);
+      buffer_ += "\n";
     } else {
-      nlohmann::json j{{"path", safe}, {"probability", p}, {"label", label}, {"threshold", threshold},
-                       {"model", model_}, {"model_sha256", sha256_}};
+      nlohmann::json j{{"path", safe}, {"probability", p.probability}, {"label", p.label}};
+      if (p.threshold) j["threshold"] = *p.threshold;
+      for (size_t c = 0; c < classes_.size(); ++c) j["probabilities"][classes_[c]] = p.probabilities[c];
+      j["model"] = model_;
+      j["model_sha256"] = sha256_;
       if (!cam.empty()) j["cam"] = cam;
       buffer_ += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     }
-  }
-  void error(const std::string& path, const std::string& message) {
-    const std::string safe = util::escape_invalid_utf8(path), why = util::escape_invalid_utf8(message);
-    if (csv_) buffer_ += fmt::format("{},,,,{},{},,{}\n", data::csv_escape(safe), data::csv_escape(model_), sha256_, data::csv_escape(why));
-    else buffer_ += nlohmann::json{{"path", safe}, {"error", why}}.dump() + "\n";
   }
   void flush() {
     out_ << buffer_ << std::flush;
@@ -105,14 +119,42 @@ class PredictionWriter {
   std::ostream& out_;
   bool csv_;
   std::string model_, sha256_, buffer_;
+  std::vector<std::string> classes_;
 };
+
+// Writes the heat map of one scored image; returns its file, or "" (named on
+// stderr) where it could not be made: the prediction stands without it.
+std::string write_heat_map(Predictor& predictor, const Prediction& p, const std::string& folder, int cam_class) {
+  try {
+    const std::string file = (fs::path(folder) / cam_file_name(p.path)).string();
+    const auto map = predictor.heat_map(p.path, cam_class >= 0 ? cam_class : predictor.heat_map_class(p));
+    std::vector<uchar> png;
+    cv::imencode(".png", map.overlay, png);
+    util::write_file_atomic(file, std::string(png.begin(), png.end()));
+    return file;
+  } catch (const c10::Error& e) {
+    spdlog::error("{}: heat map not written: {}", p.path, e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    spdlog::error("{}: heat map not written: {}", p.path, e.what());
+  }
+  note_failed_inputs();
+  return "";
+}
+
+int class_index(const Predictor& predictor, const std::string& name) {
+  const auto& classes = predictor.classes();
+  for (size_t c = 0; c < classes.size(); ++c)
+    if (classes[c] == name) return static_cast<int>(c);
+  throw CLI::ValidationError("--cam-class", "'" + name + "' is not one of the model's classes (" +
+                                               fmt::format("{}", fmt::join(classes, ", ")) + ")");
+}
 
 }  // namespace
 
 void add_predict_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("predict", "Fracture probability for images (files, folders, CSV lists); optional heat maps");
   struct Args : InferenceFlags {
-    std::string out, format, cam;
+    std::string out, format, cam, cam_class;
     std::vector<std::string> inputs;
   };
   auto a = std::make_shared<Args>();
@@ -120,10 +162,14 @@ void add_predict_command(CLI::App& app) {
   add_inference_flags(cmd, *a);
   cmd->add_option("-o,--out", a->out, "Write here instead of standard output (.csv for CSV)");
   cmd->add_option("--format", a->format, "jsonl or csv (default: from --out, else jsonl)")->check(CLI::IsMember({"jsonl", "csv"}));
-  cmd->add_option("--cam", a->cam, "Folder for Grad-CAM heat maps of the fracture score (PNG per image)");
+  cmd->add_option("--cam", a->cam, "Folder for Grad-CAM heat maps (PNG per image)");
+  cmd->add_option("--cam-class", a->cam_class,
+                  "Class the heat maps explain (default: the positive class of a two-class model, else the predicted one)");
   cmd->footer(
-      "One record per input, written as each batch is scored: path, probability of the positive class,\n"
-      "label at the model's threshold, threshold, model, model_sha256 (and cam: the heat map's file).\n"
+      "One record per input, written as each batch is scored: path, probability, label, threshold,\n"
+      "probabilities (every class's), model, model_sha256 (and cam: the heat map's file). Two-class\n"
+      "models: probability is the positive class's and label its decision at the model's threshold.\n"
+      "More classes: label is the most probable class, probability its probability, no threshold.\n"
       "An input that cannot be read gets {\"path\": ..., \"error\": ...} instead, and is named on stderr.\n"
       "Exit status: 0 all scored, 1 some inputs failed (the rest scored), 2 usage or fatal error.\n"
       "Research use only - not a medical device.\n\n"
@@ -131,12 +177,10 @@ void add_predict_command(CLI::App& app) {
       "  fracture predict -m runs/lite0/best.safetensors scans/ --out predictions.csv\n"
       "  fracture predict -m runs/lite0/best.safetensors IMG0001.jpg --cam heatmaps/");
   cmd->callback([a] {
-    ReadyModel ready = load_for_inference(*a);  // not a structured binding: the lambdas below capture it
-    const auto& m = ready.model;
-    const auto& device = ready.device;
-    const auto& lo = ready.loader;
-    const auto samples = collect_inputs(a->inputs);
-    if (samples.empty()) throw std::runtime_error("no image files in the inputs given");
+    Predictor predictor(predictor_options(*a));
+    const int cam_class = a->cam_class.empty() ? -1 : class_index(predictor, a->cam_class);
+    const auto inputs = collect_inputs(a->inputs);
+    if (inputs.empty()) throw std::runtime_error("no image files in the inputs given");
     if (!a->cam.empty()) fs::create_directories(a->cam);
     const bool csv = a->format == "csv" || (a->format.empty() && has_csv_extension(a->out));
     std::ofstream file;
@@ -144,71 +188,28 @@ void add_predict_command(CLI::App& app) {
       file.open(a->out, std::ios::binary | std::ios::trunc);
       if (!file) throw std::runtime_error(a->out + ": cannot open for writing");
     }
-    PredictionWriter writer(a->out.empty() ? std::cout : file, csv, fs::path(a->model).filename().string(), m.sha256);
-    const auto& classes = m.info.class_names;
-    const int64_t positive = static_cast<int64_t>(classes.size()) - 1;
-    data::DataLoader loader(samples, lo);
+    PredictionWriter writer(a->out.empty() ? std::cout : file, csv, predictor);
     size_t scored = 0, failed = 0;
     const auto start = std::chrono::steady_clock::now();
-    auto fail = [&](const std::string& path, const std::string& message) {
-      writer.error(path, message);
-      ++failed;
-    };
-    train::predict_batches(*m.net, loader, device, a->tta, [&](const train::ScoredBatch& b) {
-      // Records in input order: the batch's scored images and its failures merged.
-      size_t next_failure = 0;
-      auto failures_before = [&](size_t index) {
-        for (; next_failure < b.failures.size() && b.failures[next_failure].first < index; ++next_failure)
-          fail(samples[b.failures[next_failure].first].path, b.failures[next_failure].second);  // named on stderr
-      };
-      for (size_t k = 0; k < b.indices.size(); ++k) {
-        const size_t i = b.indices[k];
-        failures_before(i);
-        const auto row = b.probabilities[static_cast<int64_t>(k)];
-        const double p = row[positive].item<float>();
-        if (!std::isfinite(p)) {
-          spdlog::warn("{}: the model gave no finite probability (NaN)", samples[i].path);
-          fail(samples[i].path, samples[i].path + ": the model gave no finite probability (NaN)");
+    predictor.predict_files(inputs, [&](const std::vector<Prediction>& batch) {
+      for (const auto& p : batch) {
+        if (!p.ok()) {
+          writer.write(p, "");  // the loader named it on stderr
+          ++failed;
           continue;
         }
-        const bool is_pos = classes.size() == 2 ? p >= m.info.threshold : row.argmax().item<int64_t>() == positive;
-        std::string cam;
-        if (!a->cam.empty()) {
-          try {
-            cam = (fs::path(a->cam) / cam_file_name(samples[i].path)).string();
-            const cv::Mat map = explain::grad_cam(*m.net, loader.load_one(i).unsqueeze(0).to(device), positive);
-            data::DecodeOptions decode;
-            decode.min_side = 512;
-            decode.max_pixels = lo.max_pixels;
-            auto picture = data::decode_image(samples[i].path, decode).pixels;
-            const double scale = 1024.0 / std::max(picture.cols, picture.rows);
-            if (scale < 1) cv::resize(picture, picture, {}, scale, scale, cv::INTER_AREA);
-            std::vector<uchar> png;
-            cv::imencode(".png", explain::overlay_heatmap(picture, map), png);
-            util::write_file_atomic(cam, std::string(png.begin(), png.end()));
-          } catch (const c10::Error& e) {  // the prediction stands; its heat map is missing
-            spdlog::error("{}: heat map not written: {}", samples[i].path, e.what_without_backtrace());
-            cam.clear();
-            note_failed_inputs();
-          } catch (const std::exception& e) {
-            spdlog::error("{}: heat map not written: {}", samples[i].path, e.what());
-            cam.clear();
-            note_failed_inputs();
-          }
-        }
-        writer.prediction(samples[i].path, p, is_pos ? classes[positive] : classes[0], m.info.threshold, cam);
+        writer.write(p, a->cam.empty() ? "" : write_heat_map(predictor, p, a->cam, cam_class));
         ++scored;
       }
-      failures_before(samples.size());
       writer.flush();
-    }, samples.size() > 64 ? "predicting" : "");
+    }, inputs.size() > 64 ? "predicting" : "");
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     spdlog::info("predicted {} images in {:.3f} s ({:.2f} img/s, batch {})", scored, seconds,
                  static_cast<double>(scored) / seconds, a->batch_size);
     if (!a->out.empty()) spdlog::info("wrote {} predictions to {}", scored, a->out);
     if (!a->cam.empty()) spdlog::info("heat maps in {}", a->cam);
     if (failed > 0) {
-      spdlog::warn("{} of {} inputs could not be scored (each named above, with an error record)", failed, samples.size());
+      spdlog::warn("{} of {} inputs could not be scored (each named above, with an error record)", failed, inputs.size());
       note_failed_inputs();
     }
   });

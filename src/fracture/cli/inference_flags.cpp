@@ -23,6 +23,17 @@ void add_inference_flags(CLI::App* cmd, InferenceFlags& f) {
       ->check(CLI::Range(0.001, 10000.0));
 }
 
+PredictorOptions predictor_options(const InferenceFlags& f) {
+  PredictorOptions o;
+  o.model = f.model;
+  o.device = f.device;
+  o.tta = f.tta;
+  o.batch_size = f.batch_size;
+  o.workers = f.workers;
+  o.max_pixels = static_cast<int64_t>(f.max_megapixels * 1e6);
+  return o;
+}
+
 ReadyModel load_for_inference(InferenceFlags& f) {
   if (f.model.empty()) f.model = util::default_model_path();
   const torch::Device device = train::pick_device(f.device);  // a bad --device fails before the model loads

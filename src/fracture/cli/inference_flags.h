@@ -6,6 +6,7 @@
 #include <string>
 
 #include "fracture/data/loader.h"
+#include "fracture/predictor.h"
 #include "fracture/train/checkpoint.h"
 
 namespace fracture::cli {
@@ -18,6 +19,9 @@ struct InferenceFlags {
 };
 
 void add_inference_flags(CLI::App* cmd, InferenceFlags& f);
+
+// The flags as the library's Predictor takes them.
+PredictorOptions predictor_options(const InferenceFlags& f);
 
 struct ReadyModel {
   train::LoadedModel model;

@@ -68,6 +68,14 @@ void DataLoader::start_epoch(int epoch) {
     workers_.emplace_back(&DataLoader::worker_loop, this, generation_);
 }
 
+DecodeOptions decode_options_for(const LoaderOptions& options) {
+  DecodeOptions decode;
+  decode.color = options.color;
+  decode.min_side = options.preprocess.size * 2;  // reduced-scale decoding, with a x2 margin for crops
+  decode.max_pixels = options.max_pixels;
+  return decode;
+}
+
 std::optional<cv::Mat> DataLoader::load_sample(size_t index, int epoch) {
   std::shared_ptr<const cv::Mat> base;
   {
@@ -78,12 +86,7 @@ std::optional<cv::Mat> DataLoader::load_sample(size_t index, int epoch) {
   }
   if (!base) {
     try {
-      // Decode at reduced scale when the target size allows (x2 margin for crops).
-      DecodeOptions decode;
-      decode.color = opt_.color;
-      decode.min_side = opt_.preprocess.size * 2;
-      decode.max_pixels = opt_.max_pixels;
-      DecodedImage img = decode_image(samples_[index].path, decode);
+      DecodedImage img = decode_image(samples_[index].path, decode_options_for(opt_));
       base = std::make_shared<const cv::Mat>(preprocess(img.pixels, opt_.preprocess));
       std::lock_guard<std::mutex> lock(cache_mu_);
       ++stats_.decoded;

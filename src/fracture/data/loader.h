@@ -39,6 +39,10 @@ struct LoaderOptions {
   std::vector<double> sample_weights;
 };
 
+// How the loader decodes a file for these options (at reduced scale where the
+// input size allows): anything scoring images outside a loader decodes so too.
+DecodeOptions decode_options_for(const LoaderOptions& options);
+
 struct Batch {
   torch::Tensor images;          // [n, 3, size, size] float; undefined when n = 0
   torch::Tensor labels;          // [n] int64

@@ -164,20 +164,17 @@ std::map<std::string, double> all_metrics(const std::vector<int>& y, const std::
   return m;
 }
 
-std::map<std::string, Interval> bootstrap_metrics(const std::vector<int>& y, const std::vector<double>& p, double t,
-                                                  int resamples, uint64_t seed, double level) {
-  const auto point = all_metrics(y, p, t);
+std::map<std::string, Interval> bootstrap(size_t n, const MetricsOfCases& score, int resamples, uint64_t seed,
+                                          double level) {
+  std::vector<size_t> idx(n);
+  std::iota(idx.begin(), idx.end(), 0);
+  const auto point = score(idx);
   std::map<std::string, std::vector<double>> samples;
   std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<size_t> pick(0, y.empty() ? 0 : y.size() - 1);
-  std::vector<int> by(y.size());
-  std::vector<double> bp(p.size());
-  for (int r = 0; r < resamples && !y.empty(); ++r) {
-    for (size_t i = 0; i < y.size(); ++i) {
-      const size_t k = pick(rng);
-      by[i] = y[k], bp[i] = p[k];
-    }
-    for (const auto& [name, v] : all_metrics(by, bp, t))
+  std::uniform_int_distribution<size_t> pick(0, n == 0 ? 0 : n - 1);
+  for (int r = 0; r < resamples && n > 0; ++r) {
+    for (auto& i : idx) i = pick(rng);
+    for (const auto& [name, v] : score(idx))
       if (!std::isnan(v)) samples[name].push_back(v);
   }
   std::map<std::string, Interval> out;
@@ -198,6 +195,21 @@ std::map<std::string, Interval> bootstrap_metrics(const std::vector<int>& y, con
     out[name] = {v, q(alpha), q(1 - alpha)};
   }
   return out;
+}
+
+std::map<std::string, Interval> bootstrap_metrics(const std::vector<int>& y, const std::vector<double>& p, double t,
+                                                  int resamples, uint64_t seed, double level) {
+  check(y, p);
+  std::vector<int> by;
+  std::vector<double> bp;
+  return bootstrap(
+      y.size(),
+      [&](const std::vector<size_t>& idx) {
+        by.clear(), bp.clear();
+        for (size_t i : idx) by.push_back(y[i]), bp.push_back(p[i]);
+        return all_metrics(by, bp, t);
+      },
+      resamples, seed, level);
 }
 
 // A ROC threshold is one sample's own score, so the smallest rounding

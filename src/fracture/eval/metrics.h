@@ -3,6 +3,7 @@
 // of the positive class (never from hard labels where probabilities exist).
 // Definitions follow scikit-learn's, which the reference tests check against.
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -50,8 +51,15 @@ const std::vector<std::string>& metric_names();
 struct Interval {
   double value, low, high;
 };
-// Percentile bootstrap (resampling cases with replacement) 95% intervals for
-// every metric of all_metrics. Resamples lacking a class are skipped for the
+// Percentile bootstrap of named metrics over n cases (resampled with
+// replacement): `score(indices)` computes them on the cases at `indices`;
+// the point estimate is score(0..n-1). NaN values of a resample (a metric it
+// leaves undefined) are skipped. Deterministic for a seed.
+using MetricsOfCases = std::function<std::map<std::string, double>(const std::vector<size_t>& indices)>;
+std::map<std::string, Interval> bootstrap(size_t n, const MetricsOfCases& score, int resamples, uint64_t seed,
+                                          double level = 0.95);
+
+// Percentile bootstrap 95% intervals for every metric of all_metrics. Resamples lacking a class are skipped for the
 // metrics they leave undefined. Deterministic for a seed.
 std::map<std::string, Interval> bootstrap_metrics(const std::vector<int>& labels, const std::vector<double>& probs,
                                                   double threshold, int resamples = 1000, uint64_t seed = 0,

@@ -13,7 +13,6 @@
 #include "fracture/util/atomic_file.h"
 
 namespace fracture::eval {
-namespace {
 
 nlohmann::json interval_json(const Interval& iv) {
   auto num = [](double v) { return std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v); };
@@ -24,6 +23,8 @@ std::string fmt_ci(const nlohmann::json& m) {
   auto f = [](const nlohmann::json& v) { return v.is_null() ? std::string("n/a") : fmt::format("{:.3f}", v.get<double>()); };
   return fmt::format("{} ({} – {})", f(m["value"]), f(m["ci95_low"]), f(m["ci95_high"]));
 }
+
+namespace {
 
 // Metrics of a subgroup: the ones that make sense on small groups.
 nlohmann::json subgroup(const std::vector<int>& y, const std::vector<double>& p, double t, int boots, uint64_t seed) {

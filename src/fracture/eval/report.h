@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "fracture/data/dataset.h"
+#include "fracture/eval/metrics.h"
+#include "fracture/eval/multiclass.h"
 
 namespace fracture::eval {
 
@@ -36,6 +38,23 @@ struct EvaluationOptions {
 // roc.svg, pr.svg, calibration.svg, [training_curves.svg] and report.md into
 // out_dir. Returns metrics.json.
 nlohmann::json write_evaluation(const EvaluationInput& input, const EvaluationOptions& options);
+
+// A model of more than two classes (fracture types): the multiclass metrics
+// with bootstrap 95% CIs, per-class precision / recall / F1 / ROC-AUC, the
+// confusion matrix (counts and row-normalised, confusion.svg), each source
+// apart when there are several; writes metrics.json, predictions.csv (every
+// class's probability), confusion.svg, [training_curves.svg] and report.md.
+struct MulticlassEvaluationInput {
+  std::vector<data::Sample> samples;
+  ProbabilityRows probabilities;  // one row per sample; a NaN row: unreadable
+  std::vector<std::string> class_names;
+  std::string model, model_sha256, split;
+};
+nlohmann::json write_multiclass_evaluation(const MulticlassEvaluationInput& input, const EvaluationOptions& options);
+
+// {"value", "ci95_low", "ci95_high"}, null where undefined; and as text "0.912 (0.880 – 0.941)".
+nlohmann::json interval_json(const Interval& iv);
+std::string fmt_ci(const nlohmann::json& interval);
 
 // The training-curves plot alone (train/val loss, val ROC-AUC per epoch).
 std::string training_curves_svg(const std::string& metrics_jsonl);

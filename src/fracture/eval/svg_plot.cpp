@@ -106,4 +106,45 @@ std::string render_svg(const Plot& plot, int width, int height) {
   return o.str();
 }
 
+std::string render_confusion_svg(const std::string& title, const std::vector<std::string>& names,
+                                 const std::vector<std::vector<int64_t>>& counts) {
+  const int k = static_cast<int>(names.size());
+  const int cell = k > 6 ? 44 : 64, left = 150, top = 44, bottom = 130;
+  const int width = left + k * cell + 20, height = top + k * cell + bottom;
+  std::ostringstream o;
+  o << fmt::format(R"svg(<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" viewBox="0 0 {} {}" font-family="sans-serif" font-size="11">)svg",
+                   width, height, width, height)
+    << fmt::format(R"svg(<rect width="{}" height="{}" fill="white"/>)svg", width, height)
+    << fmt::format(R"svg(<text x="{}" y="20" font-size="14" text-anchor="middle">{}</text>)svg", width / 2, escape(title));
+  for (int r = 0; r < k; ++r) {
+    int64_t row_total = 0;
+    for (int c = 0; c < k; ++c) row_total += counts[r][c];
+    const double y = top + r * cell;
+    o << fmt::format(R"svg(<text x="{}" y="{}" text-anchor="end" dominant-baseline="middle">{}</text>)svg", left - 6,
+                     y + cell / 2.0, escape(names[r]));
+    for (int c = 0; c < k; ++c) {
+      const double share = row_total ? static_cast<double>(counts[r][c]) / static_cast<double>(row_total) : 0;
+      const double x = left + c * cell;
+      // White to dark blue; text turns white on the darker half.
+      const int shade = static_cast<int>(std::lround(255 * (1 - 0.85 * share)));
+      o << fmt::format(R"svg(<rect x="{}" y="{}" width="{}" height="{}" fill="rgb({},{},255)" stroke="#cccccc"/>)svg", x, y,
+                       cell, cell, shade, shade)
+        << fmt::format(R"svg(<text x="{}" y="{}" text-anchor="middle" fill="{}">{:.2f}</text>)svg", x + cell / 2.0,
+                       y + cell / 2.0 - 2, share > 0.5 ? "white" : "black", share)
+        << fmt::format(R"svg(<text x="{}" y="{}" text-anchor="middle" font-size="9" fill="{}">{}</text>)svg", x + cell / 2.0,
+                       y + cell / 2.0 + 11, share > 0.5 ? "white" : "#444444", counts[r][c]);
+    }
+  }
+  for (int c = 0; c < k; ++c) {
+    const double x = left + c * cell + cell / 2.0, y = top + k * cell + 8;
+    o << fmt::format(R"svg(<text x="{}" y="{}" text-anchor="end" transform="rotate(-50 {} {})">{}</text>)svg", x, y, x, y,
+                     escape(names[c]));
+  }
+  o << fmt::format(R"svg(<text x="{}" y="{}" text-anchor="middle">predicted</text>)svg", left + k * cell / 2.0, height - 8)
+    << fmt::format(R"svg(<text x="14" y="{}" text-anchor="middle" transform="rotate(-90 14 {})">true</text>)svg",
+                   top + k * cell / 2.0, top + k * cell / 2.0)
+    << "</svg>\n";
+  return o.str();
+}
+
 }  // namespace fracture::eval

@@ -2,6 +2,7 @@
 // Small, dependency-free SVG line plots: ROC, precision-recall, calibration
 // and training curves. SVG because it is text (diffs, no image library) and
 // every browser and Markdown viewer shows it.
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -24,5 +25,11 @@ struct Plot {
 };
 
 std::string render_svg(const Plot& plot, int width = 480, int height = 400);
+
+// A confusion matrix as a heat map: rows the true classes, columns the
+// predicted ones, each cell shaded by its share of the row (recall on the
+// diagonal) and labelled with that share and its count.
+std::string render_confusion_svg(const std::string& title, const std::vector<std::string>& class_names,
+                                 const std::vector<std::vector<int64_t>>& counts);
 
 }  // namespace fracture::eval

@@ -1,0 +1,185 @@
+#include "fracture/predictor.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+#include <opencv2/imgproc.hpp>
+
+#include "fracture/data/loader.h"
+#include "fracture/explain/gradcam.h"
+#include "fracture/train/inference.h"
+#include "fracture/util/paths.h"
+
+namespace fracture {
+
+struct Predictor::State {
+  PredictorOptions options;
+  train::LoadedModel model;
+  torch::Device device{torch::kCPU};
+  data::LoaderOptions loader;
+};
+
+Predictor::Predictor(PredictorOptions options) : s_(std::make_unique<State>()) {
+  if (options.model.empty()) options.model = util::default_model_path();
+  s_->device = train::pick_device(options.device);  // a bad device fails before the model loads
+  s_->model = train::load_model(options.model);
+  train::prepare_for_inference(*s_->model.net, s_->device);
+  s_->loader.batch_size = options.batch_size;
+  s_->loader.workers = options.workers;
+  s_->loader.preprocess = s_->model.info.preprocess;
+  s_->loader.max_pixels = options.max_pixels;
+  s_->options = std::move(options);
+}
+
+Predictor::~Predictor() = default;
+
+const train::ModelInfo& Predictor::info() const { return s_->model.info; }
+const std::vector<std::string>& Predictor::classes() const { return s_->model.info.class_names; }
+const std::string& Predictor::model_path() const { return s_->options.model; }
+const std::string& Predictor::sha256() const { return s_->model.sha256; }
+
+Prediction Predictor::decide(std::vector<double> probabilities) const {
+  Prediction p;
+  for (double v : probabilities)
+    if (!std::isfinite(v)) {
+      p.error = "the model gave no finite probability (NaN)";
+      return p;
+    }
+  const auto& names = classes();
+  if (binary()) {
+    p.probability = probabilities[1];
+    p.threshold = info().threshold;
+    p.label = p.probability >= *p.threshold ? names[1] : names[0];
+  } else {
+    size_t best = 0;
+    for (size_t c = 1; c < probabilities.size(); ++c)
+      if (probabilities[c] > probabilities[best]) best = c;
+    p.probability = probabilities[best];
+    p.label = names[best];
+  }
+  p.probabilities = std::move(probabilities);
+  return p;
+}
+
+namespace {
+
+std::vector<double> row_of(const torch::Tensor& probabilities, int64_t k) {
+  const auto row = probabilities[k].to(torch::kDouble).contiguous();
+  return {row.data_ptr<double>(), row.data_ptr<double>() + row.numel()};
+}
+
+Prediction named(Prediction p, const std::string& path) {
+  p.path = path;
+  if (!p.error.empty()) p.error = path + ": " + p.error;
+  return p;
+}
+
+}  // namespace
+
+void Predictor::predict_files(const std::vector<std::string>& paths,
+                              const std::function<void(const std::vector<Prediction>&)>& on_batch,
+                              const std::string& progress_label) {
+  std::vector<data::Sample> samples;
+  for (const auto& path : paths) samples.push_back({path});
+  std::lock_guard<std::recursive_mutex> lock(net_mu_);
+  data::DataLoader loader(samples, s_->loader);
+  train::predict_batches(*s_->model.net, loader, s_->device, s_->options.tta, [&](const train::ScoredBatch& b) {
+    // The batch's scored images and its failures, merged back into input order.
+    std::vector<std::pair<size_t, Prediction>> out;
+    for (size_t k = 0; k < b.indices.size(); ++k)
+      out.emplace_back(b.indices[k], named(decide(row_of(b.probabilities, static_cast<int64_t>(k))), paths[b.indices[k]]));
+    for (const auto& [index, message] : b.failures) {
+      Prediction failed;
+      failed.path = paths[index];
+      failed.error = message;  // names the file already
+      out.emplace_back(index, std::move(failed));
+    }
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& c) { return a.first < c.first; });
+    std::vector<Prediction> batch;
+    for (auto& [index, p] : out) {
+      if (!p.ok() && p.error.find("NaN") != std::string::npos) spdlog::warn("{}", p.error);
+      batch.push_back(std::move(p));
+    }
+    on_batch(batch);
+  }, progress_label);
+}
+
+namespace {
+
+// An image as the network sees it: decoded as the loader decodes files, so
+// that bytes and files give the same probabilities.
+torch::Tensor input_of(const data::DecodedImage& image, const data::LoaderOptions& loader) {
+  return data::to_tensor(data::preprocess(image.pixels, loader.preprocess), loader.preprocess.mean,
+                         loader.preprocess.std);
+}
+
+}  // namespace
+
+Prediction Predictor::predict_bytes(const std::string& bytes, const std::string& name) {
+  torch::Tensor x;
+  try {
+    x = input_of(data::decode_image_bytes(bytes, name, data::decode_options_for(s_->loader)), s_->loader).unsqueeze(0);
+  } catch (const std::exception& e) {
+    Prediction failed;
+    failed.path = name;
+    failed.error = e.what();
+    return failed;
+  }
+  std::lock_guard<std::recursive_mutex> lock(net_mu_);
+  torch::NoGradGuard no_grad;
+  auto& net = *s_->model.net;
+  x = x.to(s_->device);
+  auto p = torch::softmax(net.forward(x), 1);
+  if (s_->options.tta) p = (p + torch::softmax(net.forward(x.flip({3})), 1)) / 2;
+  return named(decide(row_of(p.to(torch::kCPU), 0)), name);
+}
+
+int Predictor::heat_map_class(const Prediction& p) const {
+  if (binary()) return 1;
+  for (size_t c = 0; c < classes().size(); ++c)
+    if (classes()[c] == p.label) return static_cast<int>(c);
+  return 0;
+}
+
+namespace {
+
+HeatMap heat_map_over(models::ClassifierImpl& net, const data::DecodedImage& input, const data::LoaderOptions& loader,
+                      torch::Device device, const data::DecodedImage& picture_image, int target_class) {
+  HeatMap h;
+  h.target_class = target_class;
+  const cv::Mat map = explain::grad_cam(net, input_of(input, loader).unsqueeze(0).to(device), target_class);
+  cv::Point peak;
+  cv::minMaxLoc(map, nullptr, nullptr, nullptr, &peak);
+  h.peak_x = (peak.x + 0.5) / map.cols;
+  h.peak_y = (peak.y + 0.5) / map.rows;
+  cv::Mat picture = picture_image.pixels;
+  const double scale = 1024.0 / std::max(picture.cols, picture.rows);
+  if (scale < 1) cv::resize(picture, picture, {}, scale, scale, cv::INTER_AREA);
+  h.overlay = explain::overlay_heatmap(picture, map);
+  return h;
+}
+
+data::DecodeOptions picture_options(const data::LoaderOptions& loader) {
+  data::DecodeOptions d;
+  d.min_side = 512;
+  d.max_pixels = loader.max_pixels;
+  return d;
+}
+
+}  // namespace
+
+HeatMap Predictor::heat_map(const std::string& path, int target_class) {
+  const auto input = data::decode_image(path, data::decode_options_for(s_->loader));
+  const auto picture = data::decode_image(path, picture_options(s_->loader));
+  std::lock_guard<std::recursive_mutex> lock(net_mu_);
+  return heat_map_over(*s_->model.net, input, s_->loader, s_->device, picture, target_class);
+}
+
+HeatMap Predictor::heat_map_of_bytes(const std::string& bytes, const std::string& name, int target_class) {
+  const auto input = data::decode_image_bytes(bytes, name, data::decode_options_for(s_->loader));
+  const auto picture = data::decode_image_bytes(bytes, name, picture_options(s_->loader));
+  std::lock_guard<std::recursive_mutex> lock(net_mu_);
+  return heat_map_over(*s_->model.net, input, s_->loader, s_->device, picture, target_class);
+}
+
+}  // namespace fracture

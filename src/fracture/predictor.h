@@ -1,0 +1,92 @@
+#pragma once
+// The library's face for using a trained model, shared by `fracture predict`,
+// the tests and (issue 17) the server: load a model once, then score image
+// files or image bytes. Every class's probability is returned; the label is
+// the model's decision (two classes: the positive class at the model's
+// threshold, chosen on validation; more: the most probable class).
+// Research use only - not a medical device.
+#include <opencv2/core.hpp>
+
+#include <functional>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "fracture/data/image_io.h"
+#include "fracture/train/checkpoint.h"
+
+namespace fracture {
+
+struct PredictorOptions {
+  std::string model;  // a .safetensors from `fracture train`; "" = the built-in FracAtlas model
+  std::string device = "auto";  // auto, cpu, cuda, cuda:N
+  bool tta = false;  // average each image with its mirror image
+  int batch_size = 16, workers = 2;  // for predict_files
+  int64_t max_pixels = data::kDefaultMaxPixels;  // larger images are refused from their header
+};
+
+struct Prediction {
+  std::string path;  // the file, or the name given with the bytes
+  std::vector<double> probabilities;  // one per class, in the model's class order
+  std::string label;  // the model's decision
+  // Two classes: the positive class's probability, compared with `threshold`.
+  // More: the probability of `label` (there is no threshold).
+  double probability = std::numeric_limits<double>::quiet_NaN();
+  std::optional<double> threshold;
+  std::string error;  // not empty: the input could not be scored, and this says why (naming it)
+  bool ok() const { return error.empty(); }
+};
+
+// A heat map laid over the picture, and where its strongest cell lies.
+struct HeatMap {
+  cv::Mat overlay;  // BGR 8-bit, the longer side at most 1024 px
+  int target_class = 0;
+  double peak_x = 0, peak_y = 0;  // the map's maximum, as fractions of the image's width and height
+};
+
+class Predictor {
+ public:
+  // Loads and readies the model; throws naming the file and the problem.
+  explicit Predictor(PredictorOptions options);
+  ~Predictor();
+  Predictor(const Predictor&) = delete;
+  Predictor& operator=(const Predictor&) = delete;
+
+  const train::ModelInfo& info() const;
+  const std::vector<std::string>& classes() const;
+  const std::string& model_path() const;
+  const std::string& sha256() const;
+  bool binary() const { return classes().size() == 2; }
+
+  // The decision for one image's class probabilities (see above).
+  Prediction decide(std::vector<double> probabilities) const;
+
+  // Scores files in order, a batch at a time, calling on_batch with each
+  // batch's predictions in input order (unreadable inputs included, with
+  // their error) as soon as it is scored. Memory stays bounded.
+  void predict_files(const std::vector<std::string>& paths,
+                     const std::function<void(const std::vector<Prediction>&)>& on_batch,
+                     const std::string& progress_label = "");
+  // One image given as its encoded bytes (JPEG, PNG, BMP, TIFF or DICOM, told
+  // by content); `name` names it in errors.
+  Prediction predict_bytes(const std::string& bytes, const std::string& name);
+
+  // The class a heat map should explain: the positive class of a two-class
+  // model (where its fracture evidence lies), else the predicted class.
+  int heat_map_class(const Prediction& p) const;
+  // Grad-CAM of `target_class` for an image file; throws naming the file.
+  HeatMap heat_map(const std::string& path, int target_class);
+  HeatMap heat_map_of_bytes(const std::string& bytes, const std::string& name, int target_class);
+
+ private:
+  struct State;
+  std::unique_ptr<State> s_;
+  // One forward or heat map at a time: the network is shared. Recursive: a
+  // predict_files callback may ask for a heat map while the files are scored.
+  std::recursive_mutex net_mu_;
+};
+
+}  // namespace fracture
