@@ -90,7 +90,7 @@ class PredictionWriter {
         buffer_ += fmt::format("{},,,,{},{},,{}{}\n", data::csv_escape(safe), data::csv_escape(model_), sha256_,
                                data::csv_escape(why), std::string(classes_.size(), ','));
       else
-        buffer_ += nlohmann::json{{"path", safe}, {"error", why}}.dump() + "\n";
+        buffer_ += nlohmann::ordered_json{{"path", safe}, {"error", why}}.dump() + "\n";
       return;
     }
     if (csv_) {
@@ -100,7 +100,8 @@ class PredictionWriter {
       for (double v : p.probabilities) buffer_ += fmt::format(",{:.6f}", v);
       buffer_ += "\n";
     } else {
-      nlohmann::json j{{"path", safe}, {"probability", p.probability}, {"label", p.label}};
+      // Fields in a reading order, and classes in the model's order (not sorted by name).
+      nlohmann::ordered_json j{{"path", safe}, {"label", p.label}, {"probability", p.probability}};
       if (p.threshold) j["threshold"] = *p.threshold;
       for (size_t c = 0; c < classes_.size(); ++c) j["probabilities"][classes_[c]] = p.probabilities[c];
       j["model"] = model_;
