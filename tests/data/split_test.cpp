@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <map>
 #include <set>
 
@@ -9,6 +10,7 @@
 
 using namespace fracture::data;
 namespace ft = fracture::testing;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -120,4 +122,57 @@ TEST(Split, TruncatedJpegsAreCountedAndStillSplit) {
   ASSERT_EQ(rep.truncated.size(), 1u);
   EXPECT_NE(rep.truncated[0].find("IMG0000002.jpg"), std::string::npos);
   EXPECT_EQ(rep.unreadable, 0);
+}
+
+// An augmented fracture-type set (as bone-break-types): an ImageFolder whose
+// copies of one figure are mirrored, turned by quarter turns or brightened
+// under unrelated names, or share a Roboflow original's name. Every copy
+// must land in its original's group; the originals stay apart.
+TEST(Split, MirroredTurnedAndRoboflowCopiesStayTogether) {
+  ft::TempDir dir;
+  std::vector<std::string> originals;
+  for (int i = 0; i < 12; ++i) {
+    const std::string type = i % 2 ? "spiral" : "oblique";
+    originals.push_back(dir / ("images/" + type + "/fig" + std::to_string(i) + ".png"));
+    ft::write_image(originals.back(), ft::synthetic_xray(160, 120 + 4 * i, 300 + i, i % 3 == 0));
+  }
+  // path of a copy -> its original
+  std::map<std::string, std::string> copies;
+  auto copy = [&](int of, const std::string& name, const std::function<void(cv::Mat&)>& change) {
+    cv::Mat img = cv::imread(originals[of], cv::IMREAD_GRAYSCALE);
+    change(img);
+    const std::string path = (std::filesystem::path(originals[of]).parent_path() / name).string();
+    ft::write_image(path, img, {cv::IMWRITE_JPEG_QUALITY, 85});
+    copies[path] = originals[of];
+  };
+  copy(0, "mirrored.jpg", [](cv::Mat& m) { cv::flip(m, m, 1); });
+  copy(1, "upside_down.jpg", [](cv::Mat& m) { cv::flip(m, m, 0); });
+  copy(2, "quarter_turn.jpg", [](cv::Mat& m) { cv::rotate(m, m, cv::ROTATE_90_CLOCKWISE); });
+  copy(3, "three_quarters.jpg", [](cv::Mat& m) { cv::rotate(m, m, cv::ROTATE_90_COUNTERCLOCKWISE); });
+  copy(4, "brighter.jpg", [](cv::Mat& m) { m.convertTo(m, -1, 1.1, 25); });
+  copy(5, "turned_and_mirrored.jpg", [](cv::Mat& m) { cv::rotate(m, m, cv::ROTATE_180); });
+  // Roboflow names: the same original, different hashes; here the copies are
+  // cropped (no pixel test would match them), as panels cut from one figure.
+  const fs::path spiral = fs::path(originals[7]).parent_path();
+  for (const char* hash : {"0a1b2c", "9f8e7d"}) {
+    const std::string path = (spiral / ("Fig2_HTML_jpg.rf." + std::string(hash) + ".jpg")).string();
+    cv::Mat img = ft::synthetic_xray(200, 200, hash[0] == '0' ? 700 : 701);
+    ft::write_image(path, img);
+  }
+  Dataset d = load_dataset(dir.path.string());  // images/<type>/ beside nothing else: the class folders
+  ASSERT_EQ(d.class_names, (std::vector<std::string>{"oblique", "spiral"}));
+  const auto rep = assign_splits(d, SplitOptions{});
+  EXPECT_GE(rep.turned_pairs, 4);  // upside down, the two quarter turns, and the half turn
+  std::map<std::string, const Sample*> by_path;
+  for (const auto& s : d.samples) by_path[s.path] = &s;
+  for (const auto& [path, original] : copies) {
+    ASSERT_TRUE(by_path.count(path) && by_path.count(original)) << path;
+    EXPECT_EQ(by_path[path]->group, by_path[original]->group) << path;
+  }
+  std::set<std::string> roboflow_groups, original_groups;
+  for (const auto& s : d.samples)
+    if (s.path.find(".rf.") != std::string::npos) roboflow_groups.insert(s.group);
+  EXPECT_EQ(roboflow_groups.size(), 1u);
+  for (const auto& o : originals) original_groups.insert(by_path[o]->group);
+  EXPECT_EQ(original_groups.size(), originals.size());  // distinct figures are not merged
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <iostream>
+#include <set>
 
 #include "fracture/cli/commands.h"
 #include "fracture/data/dataset.h"
@@ -35,7 +36,8 @@ void add_split_command(CLI::App& app) {
   cmd->add_flag("--keep-existing", a->opt.keep_existing, "Keep the train/val/test folders of an ImageFolder dataset");
   cmd->add_option("--threads", a->opt.threads, "Threads for reading images")->capture_default_str()->check(CLI::Range(1, 256));
   cmd->footer(
-      "Images that are byte-identical or near-identical (re-encodings, resized copies) are kept\n"
+      "Images that are byte-identical or near-identical (re-encodings, resized, mirrored or\n"
+      "quarter-turned copies) are kept\n"
       "together on one side, and groups are assigned stratified by label and body region.\n\n"
       "Examples:\n  fracture split --data ../shared/data/fracatlas --out runs/split.csv --seed 42\n"
       "  fracture split --data ../shared/data/fracatlas --data ../shared/data/bone-fracture-yolo --out runs/split-both.csv");
@@ -58,8 +60,15 @@ void add_split_command(CLI::App& app) {
                    rep.truncated.front());
       for (const auto& t : rep.truncated) spdlog::debug("truncated: {}", t);
     }
-    spdlog::info("duplicates: {} byte-identical pairs, {} near-identical pairs; {} merges into groups",
-                 rep.exact_pairs, rep.near_pairs, rep.groups_merged);
+    std::set<std::string> groups;
+    for (const auto& s : d.samples) groups.insert(s.group);
+    spdlog::info("duplicates: {} byte-identical pairs, {} near-identical pairs ({} of them mirrored or turned); "
+                 "{} merges: {} groups of {} images",
+                 rep.exact_pairs, rep.near_pairs, rep.turned_pairs, rep.groups_merged, groups.size(), d.samples.size());
+    if (!rep.mixed_label_groups.empty())
+      spdlog::warn("{} groups hold copies of one picture with different labels, e.g. the group of {} (kept as "
+                   "labelled, on one side of the split)",
+                   rep.mixed_label_groups.size(), rep.mixed_label_groups.front());
     if (rep.cross_source_groups > 0)
       spdlog::warn("{} groups hold images of more than one source (the same radiograph in two data sets); "
                    "each went to its first image's side",

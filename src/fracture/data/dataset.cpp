@@ -231,7 +231,15 @@ Dataset load_image_folder(const std::string& root) {
   Dataset d;
   d.kind = "imagefolder";
   d.root = root;
-  const fs::path base(root);
+  fs::path base(root);
+  // A release that keeps its class folders under images/ beside a README
+  // (bone-break-types): the class folders are those of images/.
+  if (std::vector<fs::path> dirs; [&] {
+        for (const auto& e : fs::directory_iterator(base))
+          if (e.is_directory()) dirs.push_back(e.path());
+        return dirs.size() == 1 && dirs[0].filename() == "images";
+      }())
+    base /= "images";
   // With train/ val/ test/ (or valid/) subfolders, each holds the class folders.
   std::vector<std::pair<std::string, fs::path>> parts;
   for (const auto& [split, names] : {std::pair{"train", std::vector<std::string>{"train"}},
@@ -256,7 +264,10 @@ Dataset load_image_folder(const std::string& root) {
         s.path = p.string();
         s.label = static_cast<int>(c);
         s.split = split;
-        s.group = fs::relative(p, base).string();
+        // Roboflow's copies of one original (bone-break-types: augmented
+        // copies, and panels cut from one journal figure) form one group.
+        const std::string original = roboflow_original(p.filename().string());
+        s.group = original.empty() ? fs::relative(p, base).string() : (fs::relative(cdir, base) / original).string();
         d.samples.push_back(s);
       }
     }

@@ -137,21 +137,38 @@ DuplicateReport group_duplicates(Dataset& d, const SplitOptions& o) {
     for (size_t i = 0; i < n; ++i)
       if (fp[i].ok) idx.push_back(i);
     const int64_t m = static_cast<int64_t>(idx.size());
-    torch::Tensor t = torch::empty({m, kThumb * kThumb});
+    torch::Tensor t = torch::empty({m, kThumb, kThumb});
     for (int64_t r = 0; r < m; ++r) std::copy(fp[idx[r]].thumb.begin(), fp[idx[r]].thumb.end(), t[r].data_ptr<float>());
-    // All-pairs correlation as one matrix product, in row blocks to bound memory.
+    // The thumbnails as they would be if each image were mirrored or turned
+    // by quarter turns (the 8 symmetries of a square; augmented data sets hold
+    // such copies). A turn by 90 or 270 degrees swaps width and height.
+    std::vector<torch::Tensor> turned{t};
+    std::vector<bool> swaps{false};
+    if (o.mirrored_and_turned) {
+      const auto tt = t.transpose(1, 2);
+      turned = {t, t.flip({2}), t.flip({1}), t.flip({1, 2}), tt, tt.flip({2}), tt.flip({1}), tt.flip({1, 2})};
+      swaps = {false, false, false, false, true, true, true, true};
+    }
+    for (auto& v : turned) v = v.reshape({m, kThumb * kThumb}).contiguous();
+    const torch::Tensor rows = turned[0];
+    // All-pairs correlation as matrix products, in row blocks to bound memory.
     const int64_t block = 512;
     for (int64_t r0 = 0; r0 < m; r0 += block) {
       const int64_t r1 = std::min(m, r0 + block);
-      torch::Tensor c = torch::mm(t.slice(0, r0, r1), t.t());
-      auto acc = c.accessor<float, 2>();
+      std::vector<torch::Tensor> corr;
+      for (const auto& v : turned) corr.push_back(torch::mm(rows.slice(0, r0, r1), v.t()));
       for (int64_t a = r0; a < r1; ++a)
         for (int64_t b = a + 1; b < m; ++b) {
-          if (acc[a - r0][b] < o.near_duplicate_threshold) continue;
           const size_t i = idx[a], j = idx[b];
-          if (fp[i].hash == fp[j].hash) continue;  // counted as exact already
-          if (std::abs(fp[i].aspect - fp[j].aspect) > 0.02f * fp[i].aspect) continue;
+          int match = -1;  // the first symmetry under which j looks like i
+          for (size_t k = 0; k < corr.size() && match < 0; ++k) {
+            if (corr[k].data_ptr<float>()[(a - r0) * m + b] < o.near_duplicate_threshold) continue;
+            const float aspect_j = swaps[k] ? 1.0f / fp[j].aspect : fp[j].aspect;
+            if (std::abs(fp[i].aspect - aspect_j) <= 0.02f * fp[i].aspect) match = static_cast<int>(k);
+          }
+          if (match < 0 || fp[i].hash == fp[j].hash) continue;  // identical bytes: counted as exact already
           ++rep.near_pairs;
+          rep.turned_pairs += match > 0;
           if (uf.unite(i, j)) ++rep.groups_merged;
         }
     }
@@ -190,6 +207,8 @@ DuplicateReport assign_splits(Dataset& d, const SplitOptions& o) {
     strata[s.source][std::to_string(s.label) + "/" + s.region].push_back(g);
     rep.cross_source_groups += std::any_of(members[g].begin(), members[g].end(),
                                            [&](size_t i) { return d.samples[i].source != s.source; });
+    if (std::any_of(members[g].begin(), members[g].end(), [&](size_t i) { return d.samples[i].label != s.label; }))
+      rep.mixed_label_groups.push_back(s.path);
   }
   for (auto& [source, by_stratum] : strata)
     for (auto& [key, groups] : by_stratum) assign_stratum(d, key, groups, members, o);

@@ -26,13 +26,18 @@ struct SplitOptions {
   // 106, 0.95 549 (similar-looking distinct scans start to merge). We lean to
   // the side of merging: a merged pair costs nothing, a missed one leaks.
   double near_duplicate_threshold = 0.98;
+  // Also compare each image mirrored and turned by quarter turns: augmented
+  // sets (bone-break-types) hold flipped and rotated copies of one figure.
+  bool mirrored_and_turned = true;
   int threads = 2;
   bool keep_existing = false;  // keep splits a dataset already has (ImageFolder train/val/test)
 };
 
 struct DuplicateReport {
   int exact_pairs = 0, near_pairs = 0, groups_merged = 0, unreadable = 0;
+  int turned_pairs = 0;  // of the near pairs, those alike only mirrored or turned
   int cross_source_groups = 0;  // groups with members in more than one source
+  std::vector<std::string> mixed_label_groups;  // groups whose images carry different labels (one path each)
   std::vector<std::string> messages;   // unreadable files, each named
   std::vector<std::string> truncated;  // JPEGs missing their end: decoded the part present
 };
