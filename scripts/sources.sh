@@ -27,10 +27,11 @@ done
 
 # The three manifests: each source is split on its own, so the FracAtlas and
 # bone-fracture-yolo rows of split-both.csv are split.csv and split-yolo.csv.
+# --no-mirror-match: the splits these runs were made on (docs/results.md).
 [ -f runs/split.csv ] || "$fracture" split --data "$data/fracatlas" --out runs/split.csv >/dev/null
-[ -f runs/split-yolo.csv ] || "$fracture" split --data "$data/bone-fracture-yolo" --out runs/split-yolo.csv >/dev/null
+[ -f runs/split-yolo.csv ] || "$fracture" split --data "$data/bone-fracture-yolo" --no-mirror-match --out runs/split-yolo.csv >/dev/null
 [ -f runs/split-both.csv ] ||
-  "$fracture" split --data "$data/fracatlas" --data "$data/bone-fracture-yolo" --out runs/split-both.csv >/dev/null
+  "$fracture" split --data "$data/fracatlas" --data "$data/bone-fracture-yolo" --no-mirror-match --out runs/split-both.csv >/dev/null
 
 # name | manifest (or @MODEL: a model file, not trained here) | seed | training data
 runs=(

@@ -16,7 +16,7 @@ void add_split_command(CLI::App& app) {
     std::vector<std::string> data;
     std::string out = "split.csv";
     data::SplitOptions opt;
-    bool no_near = false;
+    bool no_near = false, no_mirror = false;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("--data", a->data,
@@ -33,6 +33,9 @@ void add_split_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(0.5, 1.0));
   cmd->add_flag("--no-near-duplicates", a->no_near, "Group byte-identical files only");
+  cmd->add_flag("--no-mirror-match", a->no_mirror,
+                "Compare thumbnails only as they are, not also mirrored or quarter-turned (reproduces splits "
+                "made before mirror matching, such as docs/results.md's two-source runs)");
   cmd->add_flag("--keep-existing", a->opt.keep_existing, "Keep the train/val/test folders of an ImageFolder dataset");
   cmd->add_option("--threads", a->opt.threads, "Threads for reading images")->capture_default_str()->check(CLI::Range(1, 256));
   cmd->footer(
@@ -47,6 +50,7 @@ void add_split_command(CLI::App& app) {
                                                    std::to_string(a->opt.val_fraction + a->opt.test_fraction) +
                                                    " of the images; at least 0.2 must stay for training");
     a->opt.near_duplicates = !a->no_near;
+    a->opt.mirrored_and_turned = !a->no_mirror;
     data::Dataset d = data::load_datasets(a->data);
     for (const auto& w : d.warnings) spdlog::warn("{}", w);
     for (const auto& source : d.sources())
