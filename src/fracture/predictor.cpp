@@ -20,7 +20,7 @@ struct Predictor::State {
 };
 
 Predictor::Predictor(PredictorOptions options) : s_(std::make_unique<State>()) {
-  if (options.model.empty()) options.model = util::default_model_path();
+  options.model = util::resolve_model(options.model);
   s_->device = train::pick_device(options.device);  // a bad device fails before the model loads
   s_->model = train::load_model(options.model);
   train::prepare_for_inference(*s_->model.net, s_->device);

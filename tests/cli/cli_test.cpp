@@ -135,6 +135,18 @@ TEST(Cli, PredictWithoutModelUsesTheBuiltInOne) {
   EXPECT_EQ(j["model"], "fracatlas.safetensors");
   EXPECT_GE(j["probability"].get<double>(), 0.0);
   EXPECT_LE(j["probability"].get<double>(), 1.0);
+
+  // Built-in models are found by name; a name or a path that leads nowhere is named.
+  const auto named = ft::run_cli("predict -m fracatlas " + img);
+  ASSERT_EQ(named.code, 0) << named.err;
+  EXPECT_EQ(named.out, r.out);
+  const auto unknown = ft::run_cli("predict -m bone-types-v9 " + img);
+  EXPECT_EQ(unknown.code, 2);
+  EXPECT_NE(unknown.err.find("no built-in model of that name"), std::string::npos) << unknown.err;
+  EXPECT_NE(unknown.err.find("bone-types-v9.safetensors"), std::string::npos) << unknown.err;
+  const auto missing = ft::run_cli("predict -m " + (dir / "gone.safetensors") + " " + img);
+  EXPECT_EQ(missing.code, 2);
+  EXPECT_NE(missing.err.find("gone.safetensors: no such model file"), std::string::npos) << missing.err;
 }
 
 // Two data sets in one run: the split keeps them apart, validation and

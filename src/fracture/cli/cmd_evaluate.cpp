@@ -111,7 +111,8 @@ void add_evaluate_command(CLI::App& app) {
       "      --data runs/split.csv --split val -o runs/ensemble/eval-val");
   cmd->callback([a] {
     if (!a->ensemble.empty() && a->out.empty()) throw CLI::ValidationError("--ensemble", "needs --out (there is no one run folder)");
-    const bool built_in_model = a->model.empty();  // never write into the installed model's folder
+    // Never write into the installed model's folder (no -m, or -m with a built-in model's name).
+    const bool built_in_model = a->model.empty() || !std::filesystem::exists(a->model);
     // Every member with its own preprocessing (sizes may differ).
     std::vector<ReadyModel> members;
     members.push_back(load_for_inference(*a));

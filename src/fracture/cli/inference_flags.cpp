@@ -7,9 +7,8 @@ namespace fracture::cli {
 
 void add_inference_flags(CLI::App* cmd, InferenceFlags& f) {
   cmd->add_option("-m,--model", f.model,
-                  "Trained model (.safetensors from `fracture train`); default: the built-in FracAtlas model "
-                  "(model/MODEL_CARD.md)")
-      ->check(CLI::ExistingFile);
+                  "Trained model (.safetensors from `fracture train`) or a built-in model's name (fracatlas); "
+                  "default: the built-in FracAtlas model (model/MODEL_CARD.md)");
   cmd->add_flag("--tta", f.tta, "Average each image with its mirror image");
   cmd->add_option("-b,--batch-size", f.batch_size,
                   "Images loaded together (on the CPU the network still takes a few at a time: faster there)")
@@ -35,7 +34,7 @@ PredictorOptions predictor_options(const InferenceFlags& f) {
 }
 
 ReadyModel load_for_inference(InferenceFlags& f) {
-  if (f.model.empty()) f.model = util::default_model_path();
+  f.model = util::resolve_model(f.model);
   const torch::Device device = train::pick_device(f.device);  // a bad --device fails before the model loads
   ReadyModel r{train::load_model(f.model), device, {}};
   train::prepare_for_inference(*r.model.net, r.device);

@@ -15,26 +15,50 @@ std::string weights_dir() {
   return std::string(home && *home ? home : ".") + "/.cache/fracture/weights";
 }
 
+namespace {
+
+// Where built-in models live: next to an installed binary, then the source tree.
+std::vector<std::filesystem::path> builtin_model_dirs() {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> dirs;
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) dirs.push_back(exe.parent_path().parent_path() / "share/fracture/model");
+#ifdef FRACTURE_SOURCE_DIR
+  dirs.push_back(fs::path(FRACTURE_SOURCE_DIR) / "model");
+#endif
+  return dirs;
+}
+
+std::string find_builtin(const std::string& name, const std::string& why_needed) {
+  std::string looked;
+  for (const auto& dir : builtin_model_dirs()) {
+    const auto c = dir / (name + ".safetensors");
+    if (std::filesystem::exists(c)) return c.string();
+    looked += "\n  " + c.string();
+  }
+  throw std::runtime_error(why_needed + "; looked in:" + looked);
+}
+
+}  // namespace
+
 std::string default_model_path() {
   namespace fs = std::filesystem;
   if (const char* m = std::getenv("FRACTURE_MODEL"); m && *m) {
     if (!fs::exists(m)) throw std::runtime_error(std::string("FRACTURE_MODEL names a missing file: ") + m);
     return m;
   }
-  std::vector<fs::path> candidates;
+  return find_builtin(fs::path(kDefaultModelFile).stem().string(),
+                      "no --model given and the built-in model is missing (set FRACTURE_MODEL or pass --model)");
+}
+
+std::string resolve_model(const std::string& name_or_path) {
+  if (name_or_path.empty()) return default_model_path();
   std::error_code ec;
-  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) candidates.push_back(exe.parent_path().parent_path() / "share/fracture/model" / kDefaultModelFile);
-#ifdef FRACTURE_SOURCE_DIR
-  candidates.push_back(fs::path(FRACTURE_SOURCE_DIR) / "model" / kDefaultModelFile);
-#endif
-  std::string looked;
-  for (const auto& c : candidates) {
-    if (fs::exists(c)) return c.string();
-    looked += "\n  " + c.string();
-  }
-  throw std::runtime_error("no --model given and the built-in model is missing; looked in:" + looked +
-                           "\n(set FRACTURE_MODEL or pass --model)");
+  if (std::filesystem::exists(name_or_path, ec)) return name_or_path;
+  const bool plain_name = name_or_path.find_first_of("/.") == std::string::npos;
+  if (!plain_name) throw std::runtime_error(name_or_path + ": no such model file");
+  return find_builtin(name_or_path, "--model " + name_or_path + ": no such file, and no built-in model of that name");
 }
 
 std::string escape_invalid_utf8(const std::string& s) {

@@ -13,6 +13,10 @@ std::string weights_dir();
 // every place it looked, when none exists.
 std::string default_model_path();
 inline constexpr const char* kDefaultModelFile = "fracatlas.safetensors";
+// A --model argument: a model file, or the name of a built-in model
+// ("fracatlas": <model folder>/fracatlas.safetensors, in the places above);
+// "" is the default model. Throws naming the argument and where it looked.
+std::string resolve_model(const std::string& name_or_path);
 
 // `text` with every byte that is not part of valid UTF-8 written as \xNN
 // (as Python's backslashreplace does), so that a file name from a foreign
