@@ -266,6 +266,18 @@ TEST(Cli, ThreeClassModelEvaluatesAndPredicts) {
     EXPECT_TRUE(std::filesystem::exists(j["cam"].get<std::string>())) << line;
   }
   EXPECT_EQ(n, 12);
+  // --types: the fracture model's record and, beside it, the type model's.
+  const auto typed = ft::run_cli("predict " + test[0].first + " " + test[5].first + " --types-model " + rundir +
+                                 "/best.safetensors --format csv");
+  ASSERT_EQ(typed.code, 0) << typed.err;
+  EXPECT_EQ(typed.out.rfind("path,probability,label,threshold,model,model_sha256,cam,error,p_non_fractured,p_fractured,"
+                            "type,type_bar,type_plain,type_square\n", 0), 0u) << typed.out;
+  const auto typed_json = ft::run_cli("predict " + test[0].first + " --types-model " + rundir + "/best.safetensors");
+  ASSERT_EQ(typed_json.code, 0) << typed_json.err;
+  const auto tj = nlohmann::json::parse(typed_json.out);
+  EXPECT_EQ(tj["model"], "fracatlas.safetensors");
+  ASSERT_EQ(tj["types"].size(), 3u) << typed_json.out;
+  EXPECT_TRUE(tj["types"].contains(tj["type"].get<std::string>())) << typed_json.out;
   r = run("predict -m " + rundir + "/best.safetensors " + test[0].first + " --cam " + (dir / "c2") + " --cam-class square");
   EXPECT_EQ(r.code, 0) << r.output;
   r = run("predict -m " + rundir + "/best.safetensors " + test[0].first + " --cam " + (dir / "c3") + " --cam-class spiral");

@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
+#include <memory>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
@@ -74,21 +76,27 @@ std::string cam_file_name(const std::string& image_path) {
 // original ones (which keep their places).
 class PredictionWriter {
  public:
-  PredictionWriter(std::ostream& out, bool csv, const Predictor& predictor)
+  // `types`: the fracture-type model of --types, or null.
+  PredictionWriter(std::ostream& out, bool csv, const Predictor& predictor, const Predictor* types)
       : out_(out), csv_(csv), model_(fs::path(predictor.model_path()).filename().string()),
         sha256_(predictor.sha256()), classes_(predictor.classes()) {
+    if (types) type_names_ = types->classes();
     if (!csv_) return;
     out_ << "path,probability,label,threshold,model,model_sha256,cam,error";
     for (const auto& c : classes_) out_ << "," << data::csv_escape("p_" + c);
+    if (types) out_ << ",type";
+    for (const auto& c : type_names_) out_ << "," << data::csv_escape("type_" + c);
     out_ << "\n" << std::flush;
   }
-  void write(const Prediction& p, const std::string& cam) {
+  // `type`: the type model's prediction for the same image (with --types).
+  void write(const Prediction& p, const std::string& cam, const Prediction* type = nullptr) {
     const std::string safe = util::escape_invalid_utf8(p.path);
     if (!p.ok()) {
       const std::string why = util::escape_invalid_utf8(p.error);
       if (csv_)
         buffer_ += fmt::format("{},,,,{},{},,{}{}\n", data::csv_escape(safe), data::csv_escape(model_), sha256_,
-                               data::csv_escape(why), std::string(classes_.size(), ','));
+                               data::csv_escape(why),
+                               std::string(classes_.size() + (type_names_.empty() ? 0 : type_names_.size() + 1), ','));
       else
         buffer_ += nlohmann::ordered_json{{"path", safe}, {"error", why}}.dump() + "\n";
       return;
@@ -98,6 +106,12 @@ class PredictionWriter {
                              p.threshold ? fmt::format("{:.6f}", *p.threshold) : "", data::csv_escape(model_), sha256_,
                              data::csv_escape(cam));
       for (double v : p.probabilities) buffer_ += fmt::format(",{:.6f}", v);
+      if (!type_names_.empty()) {
+        const bool ok = type && type->ok();
+        buffer_ += "," + (ok ? data::csv_escape(type->label) : std::string());
+        for (size_t c = 0; c < type_names_.size(); ++c)
+          buffer_ += ok ? fmt::format(",{:.6f}", type->probabilities[c]) : std::string(",");
+      }
       buffer_ += "\n";
     } else {
       // Fields in a reading order, and classes in the model's order (not sorted by name).
@@ -107,6 +121,10 @@ class PredictionWriter {
       j["model"] = model_;
       j["model_sha256"] = sha256_;
       if (!cam.empty()) j["cam"] = cam;
+      if (type && type->ok()) {  // meaningful for fractured images only (the type model has no normal class)
+        j["type"] = type->label;
+        for (size_t c = 0; c < type_names_.size(); ++c) j["types"][type_names_[c]] = type->probabilities[c];
+      }
       buffer_ += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     }
   }
@@ -120,7 +138,7 @@ class PredictionWriter {
   std::ostream& out_;
   bool csv_;
   std::string model_, sha256_, buffer_;
-  std::vector<std::string> classes_;
+  std::vector<std::string> classes_, type_names_;
 };
 
 // Writes the heat map of one scored image; returns its file, or "" (named on
@@ -155,7 +173,8 @@ int class_index(const Predictor& predictor, const std::string& name) {
 void add_predict_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("predict", "Fracture probability for images (files, folders, CSV lists); optional heat maps");
   struct Args : InferenceFlags {
-    std::string out, format, cam, cam_class;
+    std::string out, format, cam, cam_class, types_model;
+    bool types = false;
     std::vector<std::string> inputs;
   };
   auto a = std::make_shared<Args>();
@@ -164,6 +183,10 @@ void add_predict_command(CLI::App& app) {
   cmd->add_option("-o,--out", a->out, "Write here instead of standard output (.csv for CSV)");
   cmd->add_option("--format", a->format, "jsonl or csv (default: from --out, else jsonl)")->check(CLI::IsMember({"jsonl", "csv"}));
   cmd->add_option("--cam", a->cam, "Folder for Grad-CAM heat maps (PNG per image)");
+  cmd->add_flag("--types", a->types,
+                "Also the fracture type (the built-in bone-types model, or --types-model): the most probable type "
+                "and every type's probability; meaningful for fractured images only");
+  cmd->add_option("--types-model", a->types_model, "Fracture-type model for --types (a file or a built-in name)");
   cmd->add_option("--cam-class", a->cam_class,
                   "Class the heat maps explain (default: the positive class of a two-class model, else the predicted one)");
   cmd->footer(
@@ -189,17 +212,34 @@ void add_predict_command(CLI::App& app) {
       file.open(a->out, std::ios::binary | std::ios::trunc);
       if (!file) throw std::runtime_error(a->out + ": cannot open for writing");
     }
-    PredictionWriter writer(a->out.empty() ? std::cout : file, csv, predictor);
+    std::unique_ptr<Predictor> types;
+    if (a->types || !a->types_model.empty()) {
+      PredictorOptions o = predictor_options(*a);
+      o.model = a->types_model.empty() ? "bone-types" : a->types_model;
+      types = std::make_unique<Predictor>(o);
+    }
+    PredictionWriter writer(a->out.empty() ? std::cout : file, csv, predictor, types.get());
     size_t scored = 0, failed = 0;
     const auto start = std::chrono::steady_clock::now();
     predictor.predict_files(inputs, [&](const std::vector<Prediction>& batch) {
+      std::map<std::string, Prediction> type_of;  // the batch's readable images through the type model
+      if (types) {
+        std::vector<std::string> readable;
+        for (const auto& p : batch)
+          if (p.ok()) readable.push_back(p.path);
+        types->predict_files(readable, [&](const std::vector<Prediction>& typed) {
+          for (const auto& t : typed) type_of[t.path] = t;
+        });
+      }
       for (const auto& p : batch) {
         if (!p.ok()) {
           writer.write(p, "");  // the loader named it on stderr
           ++failed;
           continue;
         }
-        writer.write(p, a->cam.empty() ? "" : write_heat_map(predictor, p, a->cam, cam_class));
+        const auto type = type_of.find(p.path);
+        writer.write(p, a->cam.empty() ? "" : write_heat_map(predictor, p, a->cam, cam_class),
+                     type == type_of.end() ? nullptr : &type->second);
         ++scored;
       }
       writer.flush();
