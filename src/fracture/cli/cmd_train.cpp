@@ -163,13 +163,15 @@ void add_train_command(CLI::App& app) {
     }
     std::signal(SIGINT, SIG_DFL);
     std::signal(SIGTERM, SIG_DFL);
+    const std::string decision = r.classes == 2 ? fmt::format("threshold {:.4f}", r.threshold) : "most probable class";
+    const char* auc = r.classes == 2 ? "val ROC-AUC" : "val macro ROC-AUC";
     if (!r.averaged.empty())
-      spdlog::info("model: {}, val ROC-AUC {:.4f}, threshold {:.4f} -> {} (best single epoch: {}, {:.4f} -> {}) ({} in all)",
-                   r.averaged, r.model_val_auc, r.threshold, r.model, r.best_epoch, r.best_val_auc,
-                   r.best_epoch_model, util::format_duration(r.seconds));
+      spdlog::info("model: {}, {} {:.4f}, {} -> {} (best single epoch: {}, {:.4f} -> {}) ({} in all)", r.averaged, auc,
+                   r.model_val_auc, decision, r.model, r.best_epoch, r.best_val_auc, r.best_epoch_model,
+                   util::format_duration(r.seconds));
     else if (r.best_epoch > 0)
-      spdlog::info("best: epoch {} val ROC-AUC {:.4f}, threshold {:.4f} -> {} ({} in all)", r.best_epoch,
-                   r.best_val_auc, r.threshold, r.model, util::format_duration(r.seconds));
+      spdlog::info("best: epoch {} {} {:.4f}, {} -> {} ({} in all)", r.best_epoch, auc, r.best_val_auc, decision,
+                   r.model, util::format_duration(r.seconds));
     if (r.interrupted) throw CLI::RuntimeError(kExitInterrupted);
   });
 }

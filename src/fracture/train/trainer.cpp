@@ -455,6 +455,7 @@ TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std
   // apply (other data, other settings) training goes on without them and says
   // why, before the features are cached (which takes minutes).
   TrainResult result;
+  result.classes = static_cast<int>(classes);
   result.cell_pooling = o.cell_pooling;
   if (result.cell_pooling > 0) {
     std::string why;

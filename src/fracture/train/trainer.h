@@ -120,7 +120,8 @@ struct TrainResult {
   std::string best_epoch_model;  // best.safetensors, or best-epoch.safetensors when averaging
   std::string averaged;          // "average of epochs 7-12", or empty
   double model_val_auc = 0;      // of `model`
-  double threshold = 0.5;        // of `model`
+  double threshold = 0.5;        // of `model`; two-class models only
+  int classes = 2;               // more: the label is the most probable class, there is no threshold
   int best_epoch = -1;           // the single epoch with the best validation ROC-AUC
   double cell_pooling = 0;       // as trained (0 where the option could not apply)
   int64_t boxed_images = 0;      // fractured training images whose boxes supervised the cells
