@@ -76,6 +76,8 @@ TEST(Predictor, FilesAndBytesAgreeAndFailuresKeepTheirPlace) {
     EXPECT_EQ(got[i].label, got[i].probability >= 0.5 ? "fracture" : "normal");
     ASSERT_TRUE(from_bytes.ok()) << from_bytes.error;
     EXPECT_NEAR(from_bytes.probability, got[i].probability, 1e-5) << paths[i];
+    EXPECT_GT(got[i].milliseconds, 0.0);  // timings come with every scored image
+    EXPECT_GT(from_bytes.milliseconds, 0.0);
   }
   EXPECT_FALSE(predictor.predict_bytes("", "empty").ok());
 }

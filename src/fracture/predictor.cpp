@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <opencv2/imgproc.hpp>
 
@@ -83,11 +85,16 @@ void Predictor::predict_files(const std::vector<std::string>& paths,
   for (const auto& path : paths) samples.push_back({path});
   std::lock_guard<std::recursive_mutex> lock(net_mu_);
   data::DataLoader loader(samples, s_->loader);
+  auto batch_start = std::chrono::steady_clock::now();
   train::predict_batches(*s_->model.net, loader, s_->device, s_->options.tta, [&](const train::ScoredBatch& b) {
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - batch_start).count() /
+                      static_cast<double>(std::max<size_t>(1, b.indices.size()));
     // The batch's scored images and its failures, merged back into input order.
     std::vector<std::pair<size_t, Prediction>> out;
-    for (size_t k = 0; k < b.indices.size(); ++k)
+    for (size_t k = 0; k < b.indices.size(); ++k) {
       out.emplace_back(b.indices[k], named(decide(row_of(b.probabilities, static_cast<int64_t>(k))), paths[b.indices[k]]));
+      out.back().second.milliseconds = ms;
+    }
     for (const auto& [index, message] : b.failures) {
       Prediction failed;
       failed.path = paths[index];
@@ -101,6 +108,7 @@ void Predictor::predict_files(const std::vector<std::string>& paths,
       batch.push_back(std::move(p));
     }
     on_batch(batch);
+    batch_start = std::chrono::steady_clock::now();  // the caller's work (heat maps, writing) is not the batch's
   }, progress_label);
 }
 
@@ -116,6 +124,7 @@ torch::Tensor input_of(const data::DecodedImage& image, const data::LoaderOption
 }  // namespace
 
 Prediction Predictor::predict_bytes(const std::string& bytes, const std::string& name) {
+  const auto start = std::chrono::steady_clock::now();
   torch::Tensor x;
   try {
     x = input_of(data::decode_image_bytes(bytes, name, data::decode_options_for(s_->loader)), s_->loader).unsqueeze(0);
@@ -131,7 +140,9 @@ Prediction Predictor::predict_bytes(const std::string& bytes, const std::string&
   x = x.to(s_->device);
   auto p = torch::softmax(net.forward(x), 1);
   if (s_->options.tta) p = (p + torch::softmax(net.forward(x.flip({3})), 1)) / 2;
-  return named(decide(row_of(p.to(torch::kCPU), 0)), name);
+  Prediction out = named(decide(row_of(p.to(torch::kCPU), 0)), name);
+  out.milliseconds = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  return out;
 }
 
 int Predictor::heat_map_class(const Prediction& p) const {

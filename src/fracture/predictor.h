@@ -36,6 +36,9 @@ struct Prediction {
   // More: the probability of `label` (there is no threshold).
   double probability = std::numeric_limits<double>::quiet_NaN();
   std::optional<double> threshold;
+  // Time to decode and score it, in milliseconds; for files, its batch's time
+  // shared equally among the batch's images.
+  double milliseconds = 0;
   std::string error;  // not empty: the input could not be scored, and this says why (naming it)
   bool ok() const { return error.empty(); }
 };
