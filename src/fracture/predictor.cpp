@@ -94,6 +94,7 @@ void Predictor::predict_files(const std::vector<std::string>& paths,
     for (size_t k = 0; k < b.indices.size(); ++k) {
       out.emplace_back(b.indices[k], named(decide(row_of(b.probabilities, static_cast<int64_t>(k))), paths[b.indices[k]]));
       out.back().second.milliseconds = ms;
+      if (!out.back().second.ok()) spdlog::warn("{}", out.back().second.error);  // read, but not scored (NaN)
     }
     for (const auto& [index, message] : b.failures) {
       Prediction failed;
@@ -103,10 +104,7 @@ void Predictor::predict_files(const std::vector<std::string>& paths,
     }
     std::sort(out.begin(), out.end(), [](const auto& a, const auto& c) { return a.first < c.first; });
     std::vector<Prediction> batch;
-    for (auto& [index, p] : out) {
-      if (!p.ok() && p.error.find("NaN") != std::string::npos) spdlog::warn("{}", p.error);
-      batch.push_back(std::move(p));
-    }
+    for (auto& [index, p] : out) batch.push_back(std::move(p));
     on_batch(batch);
     batch_start = std::chrono::steady_clock::now();  // the caller's work (heat maps, writing) is not the batch's
   }, progress_label);
@@ -145,12 +143,13 @@ Prediction Predictor::predict_bytes(const std::string& bytes, const std::string&
   return out;
 }
 
-int Predictor::heat_map_class(const Prediction& p) const {
-  if (binary()) return 1;
-  for (size_t c = 0; c < classes().size(); ++c)
-    if (classes()[c] == p.label) return static_cast<int>(c);
-  return 0;
+int Predictor::class_index(const std::string& name) const {
+  const auto& names = classes();
+  const auto it = std::find(names.begin(), names.end(), name);
+  return it == names.end() ? -1 : static_cast<int>(it - names.begin());
 }
+
+int Predictor::heat_map_class(const Prediction& p) const { return binary() ? 1 : std::max(0, class_index(p.label)); }
 
 namespace {
 

@@ -64,6 +64,8 @@ class Predictor {
   const std::string& sha256() const;
   bool binary() const { return classes().size() == 2; }
 
+  // The index of a class by name, or -1.
+  int class_index(const std::string& name) const;
   // The decision for one image's class probabilities (see above).
   Prediction decide(std::vector<double> probabilities) const;
 

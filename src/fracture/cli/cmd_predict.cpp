@@ -160,12 +160,12 @@ std::string write_heat_map(Predictor& predictor, const Prediction& p, const std:
   return "";
 }
 
-int class_index(const Predictor& predictor, const std::string& name) {
-  const auto& classes = predictor.classes();
-  for (size_t c = 0; c < classes.size(); ++c)
-    if (classes[c] == name) return static_cast<int>(c);
-  throw CLI::ValidationError("--cam-class", "'" + name + "' is not one of the model's classes (" +
-                                               fmt::format("{}", fmt::join(classes, ", ")) + ")");
+int cam_class_index(const Predictor& predictor, const std::string& name) {
+  const int c = predictor.class_index(name);
+  if (c < 0)
+    throw CLI::ValidationError("--cam-class", "'" + name + "' is not one of the model's classes (" +
+                                                 fmt::format("{}", fmt::join(predictor.classes(), ", ")) + ")");
+  return c;
 }
 
 }  // namespace
@@ -202,7 +202,7 @@ void add_predict_command(CLI::App& app) {
       "  fracture predict -m runs/lite0/best.safetensors IMG0001.jpg --cam heatmaps/");
   cmd->callback([a] {
     Predictor predictor(predictor_options(*a));
-    const int cam_class = a->cam_class.empty() ? -1 : class_index(predictor, a->cam_class);
+    const int cam_class = a->cam_class.empty() ? -1 : cam_class_index(predictor, a->cam_class);
     const auto inputs = collect_inputs(a->inputs);
     if (inputs.empty()) throw std::runtime_error("no image files in the inputs given");
     if (!a->cam.empty()) fs::create_directories(a->cam);
