@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <opencv2/imgproc.hpp>
 
 #include "fracture/data/loader.h"
@@ -38,6 +39,7 @@ Predictor::~Predictor() = default;
 const train::ModelInfo& Predictor::info() const { return s_->model.info; }
 const std::vector<std::string>& Predictor::classes() const { return s_->model.info.class_names; }
 const std::string& Predictor::model_path() const { return s_->options.model; }
+std::string Predictor::model_name() const { return std::filesystem::path(s_->options.model).filename().string(); }
 const std::string& Predictor::sha256() const { return s_->model.sha256; }
 
 Prediction Predictor::decide(std::vector<double> probabilities) const {
@@ -121,24 +123,45 @@ torch::Tensor input_of(const data::DecodedImage& image, const data::LoaderOption
 
 }  // namespace
 
+PreparedImage Predictor::prepare(const std::string& bytes, const std::string& name) const {
+  const auto image = data::decode_image_bytes(bytes, name, data::decode_options_for(s_->loader));
+  return {name, input_of(image, s_->loader), image.truncated};
+}
+
+std::vector<Prediction> Predictor::score(const std::vector<PreparedImage>& images) {
+  if (images.empty()) return {};
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<torch::Tensor> inputs;
+  for (const auto& image : images) inputs.push_back(image.input);
+  std::lock_guard<std::recursive_mutex> lock(net_mu_);
+  torch::NoGradGuard no_grad;
+  auto& net = *s_->model.net;
+  const auto x = torch::stack(inputs).to(s_->device);
+  auto p = torch::softmax(net.forward(x), 1);
+  if (s_->options.tta) p = (p + torch::softmax(net.forward(x.flip({3})), 1)) / 2;
+  p = p.to(torch::kCPU);
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() /
+                    static_cast<double>(images.size());
+  std::vector<Prediction> out;
+  for (size_t k = 0; k < images.size(); ++k) {
+    out.push_back(named(decide(row_of(p, static_cast<int64_t>(k))), images[k].name));
+    out.back().milliseconds = ms;
+  }
+  return out;
+}
+
 Prediction Predictor::predict_bytes(const std::string& bytes, const std::string& name) {
   const auto start = std::chrono::steady_clock::now();
-  torch::Tensor x;
+  PreparedImage image;
   try {
-    x = input_of(data::decode_image_bytes(bytes, name, data::decode_options_for(s_->loader)), s_->loader).unsqueeze(0);
+    image = prepare(bytes, name);
   } catch (const std::exception& e) {
     Prediction failed;
     failed.path = name;
     failed.error = e.what();
     return failed;
   }
-  std::lock_guard<std::recursive_mutex> lock(net_mu_);
-  torch::NoGradGuard no_grad;
-  auto& net = *s_->model.net;
-  x = x.to(s_->device);
-  auto p = torch::softmax(net.forward(x), 1);
-  if (s_->options.tta) p = (p + torch::softmax(net.forward(x.flip({3})), 1)) / 2;
-  Prediction out = named(decide(row_of(p.to(torch::kCPU), 0)), name);
+  Prediction out = score({image}).front();
   out.milliseconds = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   return out;
 }
@@ -166,6 +189,7 @@ HeatMap heat_map_over(models::ClassifierImpl& net, const data::DecodedImage& inp
   const double scale = 1024.0 / std::max(picture.cols, picture.rows);
   if (scale < 1) cv::resize(picture, picture, {}, scale, scale, cv::INTER_AREA);
   h.overlay = explain::overlay_heatmap(picture, map);
+  h.picture = picture;
   return h;
 }
 
@@ -190,6 +214,26 @@ HeatMap Predictor::heat_map_of_bytes(const std::string& bytes, const std::string
   const auto picture = data::decode_image_bytes(bytes, name, picture_options(s_->loader));
   std::lock_guard<std::recursive_mutex> lock(net_mu_);
   return heat_map_over(*s_->model.net, input, s_->loader, s_->device, picture, target_class);
+}
+
+nlohmann::ordered_json to_json(const Prediction& p, const Predictor& model) {
+  const std::string path = util::escape_invalid_utf8(p.path);
+  if (!p.ok()) return {{"path", path}, {"error", util::escape_invalid_utf8(p.error)}};
+  // Fields in a reading order, and classes in the model's order (not sorted by name).
+  nlohmann::ordered_json j{{"path", path}, {"label", p.label}, {"probability", p.probability}};
+  if (p.threshold) j["threshold"] = *p.threshold;
+  const auto& classes = model.classes();
+  for (size_t c = 0; c < classes.size(); ++c) j["probabilities"][classes[c]] = p.probabilities[c];
+  j["model"] = model.model_name();
+  j["model_sha256"] = model.sha256();
+  return j;
+}
+
+void add_type(nlohmann::ordered_json& j, const Prediction& type, const Predictor& type_model) {
+  if (!type.ok()) return;  // meaningful for fractured images only (the type model has no normal class)
+  j["type"] = type.label;
+  const auto& types = type_model.classes();
+  for (size_t c = 0; c < types.size(); ++c) j["types"][types[c]] = type.probabilities[c];
 }
 
 }  // namespace fracture

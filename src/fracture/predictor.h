@@ -6,6 +6,9 @@
 // threshold, chosen on validation; more: the most probable class).
 // Research use only - not a medical device.
 #include <opencv2/core.hpp>
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
 
 #include <functional>
 #include <limits>
@@ -43,9 +46,18 @@ struct Prediction {
   bool ok() const { return error.empty(); }
 };
 
+// One image decoded and made ready for the network, not yet scored: the
+// server decodes on its request threads and scores many at once.
+struct PreparedImage {
+  std::string name;
+  torch::Tensor input;  // [3, H, W], preprocessed as the model's card says
+  bool truncated = false;  // a JPEG without its end marker: only what was there was decoded
+};
+
 // A heat map laid over the picture, and where its strongest cell lies.
 struct HeatMap {
   cv::Mat overlay;  // BGR 8-bit, the longer side at most 1024 px
+  cv::Mat picture;  // the picture under it, the same size (8-bit grey or BGR)
   int target_class = 0;
   double peak_x = 0, peak_y = 0;  // the map's maximum, as fractions of the image's width and height
 };
@@ -61,6 +73,7 @@ class Predictor {
   const train::ModelInfo& info() const;
   const std::vector<std::string>& classes() const;
   const std::string& model_path() const;
+  std::string model_name() const;  // the model file's name, as predictions report it
   const std::string& sha256() const;
   bool binary() const { return classes().size() == 2; }
 
@@ -78,6 +91,13 @@ class Predictor {
   // One image given as its encoded bytes (JPEG, PNG, BMP, TIFF or DICOM, told
   // by content); `name` names it in errors.
   Prediction predict_bytes(const std::string& bytes, const std::string& name);
+  // The two halves of predict_bytes, for callers that gather images from
+  // several threads into one forward pass. prepare is thread-safe and does
+  // not touch the network; it throws data::ImageError naming the input.
+  PreparedImage prepare(const std::string& bytes, const std::string& name) const;
+  // Scores prepared images (all of one size, as prepare makes them) in one
+  // forward pass; each prediction's milliseconds is the pass's time shared.
+  std::vector<Prediction> score(const std::vector<PreparedImage>& images);
 
   // The class a heat map should explain: the positive class of a two-class
   // model (where its fracture evidence lies), else the predicted class.
@@ -93,5 +113,14 @@ class Predictor {
   // predict_files callback may ask for a heat map while the files are scored.
   std::recursive_mutex net_mu_;
 };
+
+// One prediction as `fracture predict` writes it in JSON lines and the server
+// answers it: path, label, probability, threshold (two classes), probabilities
+// {class: p} in the model's order, model, model_sha256; an unreadable input is
+// {path, error}.
+nlohmann::ordered_json to_json(const Prediction& p, const Predictor& model);
+// Adds the fracture-type model's prediction for the same image (predict
+// --types) as type and types; nothing where it could not be scored.
+void add_type(nlohmann::ordered_json& j, const Prediction& type, const Predictor& type_model);
 
 }  // namespace fracture

@@ -78,55 +78,44 @@ class PredictionWriter {
  public:
   // `types`: the fracture-type model of --types, or null.
   PredictionWriter(std::ostream& out, bool csv, const Predictor& predictor, const Predictor* types)
-      : out_(out), csv_(csv), model_(fs::path(predictor.model_path()).filename().string()),
-        sha256_(predictor.sha256()), classes_(predictor.classes()) {
-    if (types) type_names_ = types->classes();
+      : out_(out), csv_(csv), predictor_(predictor), types_(types) {
     if (!csv_) return;
     out_ << "path,probability,label,threshold,model,model_sha256,cam,error";
-    for (const auto& c : classes_) out_ << "," << data::csv_escape("p_" + c);
-    if (types) out_ << ",type";
-    for (const auto& c : type_names_) out_ << "," << data::csv_escape("type_" + c);
+    for (const auto& c : predictor.classes()) out_ << "," << data::csv_escape("p_" + c);
+    if (types) {
+      out_ << ",type";
+      for (const auto& c : types->classes()) out_ << "," << data::csv_escape("type_" + c);
+    }
     out_ << "\n" << std::flush;
   }
   // `type`: the type model's prediction for the same image (with --types).
   void write(const Prediction& p, const std::string& cam, const Prediction* type = nullptr) {
-    const std::string safe = util::escape_invalid_utf8(p.path);
-    if (!p.ok()) {
-      const std::string why = util::escape_invalid_utf8(p.error);
-      if (csv_)
-        buffer_ += fmt::format("{},,,,{},{},,{}{}\n", data::csv_escape(safe), data::csv_escape(model_), sha256_,
-                               data::csv_escape(why),
-                               std::string(classes_.size() + (type_names_.empty() ? 0 : type_names_.size() + 1), ','));
-      else
-        buffer_ += nlohmann::ordered_json{{"path", safe}, {"error", why}}.dump() + "\n";
+    if (!csv_) {
+      auto j = to_json(p, predictor_);
+      if (p.ok() && !cam.empty()) j["cam"] = cam;
+      if (p.ok() && type && types_) add_type(j, *type, *types_);
+      buffer_ += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
       return;
     }
-    if (csv_) {
-      buffer_ += fmt::format("{},{:.6f},{},{},{},{},{},", data::csv_escape(safe), p.probability, data::csv_escape(p.label),
-                             p.threshold ? fmt::format("{:.6f}", *p.threshold) : "", data::csv_escape(model_), sha256_,
-                             data::csv_escape(cam));
-      for (double v : p.probabilities) buffer_ += fmt::format(",{:.6f}", v);
-      if (!type_names_.empty()) {
-        const bool ok = type && type->ok();
-        buffer_ += "," + (ok ? data::csv_escape(type->label) : std::string());
-        for (size_t c = 0; c < type_names_.size(); ++c)
-          buffer_ += ok ? fmt::format(",{:.6f}", type->probabilities[c]) : std::string(",");
-      }
-      buffer_ += "\n";
-    } else {
-      // Fields in a reading order, and classes in the model's order (not sorted by name).
-      nlohmann::ordered_json j{{"path", safe}, {"label", p.label}, {"probability", p.probability}};
-      if (p.threshold) j["threshold"] = *p.threshold;
-      for (size_t c = 0; c < classes_.size(); ++c) j["probabilities"][classes_[c]] = p.probabilities[c];
-      j["model"] = model_;
-      j["model_sha256"] = sha256_;
-      if (!cam.empty()) j["cam"] = cam;
-      if (type && type->ok()) {  // meaningful for fractured images only (the type model has no normal class)
-        j["type"] = type->label;
-        for (size_t c = 0; c < type_names_.size(); ++c) j["types"][type_names_[c]] = type->probabilities[c];
-      }
-      buffer_ += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    const std::string safe = util::escape_invalid_utf8(p.path), model = data::csv_escape(predictor_.model_name());
+    const size_t type_columns = types_ ? types_->classes().size() + 1 : 0;
+    if (!p.ok()) {
+      buffer_ += fmt::format("{},,,,{},{},,{}{}\n", data::csv_escape(safe), model, predictor_.sha256(),
+                             data::csv_escape(util::escape_invalid_utf8(p.error)),
+                             std::string(predictor_.classes().size() + type_columns, ','));
+      return;
     }
+    buffer_ += fmt::format("{},{:.6f},{},{},{},{},{},", data::csv_escape(safe), p.probability, data::csv_escape(p.label),
+                           p.threshold ? fmt::format("{:.6f}", *p.threshold) : "", model, predictor_.sha256(),
+                           data::csv_escape(cam));
+    for (double v : p.probabilities) buffer_ += fmt::format(",{:.6f}", v);
+    if (types_) {
+      const bool ok = type && type->ok();
+      buffer_ += "," + (ok ? data::csv_escape(type->label) : std::string());
+      for (size_t c = 0; c < types_->classes().size(); ++c)
+        buffer_ += ok ? fmt::format(",{:.6f}", type->probabilities[c]) : std::string(",");
+    }
+    buffer_ += "\n";
   }
   void flush() {
     out_ << buffer_ << std::flush;
@@ -137,8 +126,9 @@ class PredictionWriter {
  private:
   std::ostream& out_;
   bool csv_;
-  std::string model_, sha256_, buffer_;
-  std::vector<std::string> classes_, type_names_;
+  const Predictor& predictor_;
+  const Predictor* types_;
+  std::string buffer_;
 };
 
 // Writes the heat map of one scored image; returns its file, or "" (named on

@@ -12,5 +12,6 @@ void add_weights_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_evaluate_command(CLI::App& app);
 void add_predict_command(CLI::App& app);
+void add_serve_command(CLI::App& app);
 
 }  // namespace fracture::cli

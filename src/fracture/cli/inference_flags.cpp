@@ -8,7 +8,7 @@ namespace fracture::cli {
 void add_inference_flags(CLI::App* cmd, InferenceFlags& f) {
   cmd->add_option("-m,--model", f.model,
                   "Trained model (.safetensors from `fracture train`) or a built-in model's name (fracatlas); "
-                  "default: the built-in FracAtlas model (model/MODEL_CARD.md)");
+                  "default: the built-in FracAtlas model (model/FRACATLAS_CARD.md)");
   cmd->add_flag("--tta", f.tta, "Average each image with its mirror image");
   cmd->add_option("-b,--batch-size", f.batch_size,
                   "Images loaded together (on the CPU the network still takes a few at a time: faster there)")

@@ -172,14 +172,18 @@ cv::Mat decode_dicom(const std::string& bytes, const std::string& origin, int64_
   Uint16 rows = 0, columns = 0;
   ds->findAndGetUint16(DCM_Rows, rows);
   ds->findAndGetUint16(DCM_Columns, columns);
-  if (rows == 0 || columns == 0) throw ImageError(origin + ": DICOM without Rows / Columns (no image in it?)");
+  if (rows == 0 || columns == 0)
+    throw ImageError(origin + ": DICOM without Rows / Columns (no image in it: a report or another non-image object?)",
+                     ImageError::Kind::Unsupported);
   if (static_cast<int64_t>(rows) * columns > max_pixels)
     throw ImageError(origin + ": DICOM of " + std::to_string(columns) + " x " + std::to_string(rows) +
-                     " pixels, more than the limit of " + std::to_string(max_pixels) + " (not rendered)");
+                     " pixels, more than the limit of " + std::to_string(max_pixels) + " (not rendered)",
+                     ImageError::Kind::TooLarge);
   const E_TransferSyntax xfer = ds->getOriginalXfer();
   auto image = std::make_unique<DicomImage>(&file, xfer, CIF_MayDetachPixelData, 0, 1);
   if (image->getStatus() != EIS_Normal)
-    throw ImageError(origin + ": DICOM image cannot be rendered: " + DicomImage::getString(image->getStatus()));
+    throw ImageError(origin + ": DICOM image cannot be rendered: " + DicomImage::getString(image->getStatus()),
+                     ImageError::Kind::Unsupported);
   if (image->isMonochrome()) {
     if (image->getWindowCount() > 0) image->setWindow(0);
     else image->setMinMaxWindow();

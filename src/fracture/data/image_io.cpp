@@ -172,12 +172,12 @@ cv::Size jpeg_size(const std::string& b) {
 DecodedImage decode_image_bytes(const std::string& bytes, const std::string& origin, const DecodeOptions& o) {
   DecodedImage out;
   out.format = sniff_format(bytes);
-  if (bytes.empty()) throw ImageError(origin + ": empty file");
+  if (bytes.empty()) throw ImageError(origin + ": empty file", ImageError::Kind::Empty);
   if (out.format == ImageFormat::Unknown)
-    throw ImageError(origin + ": not a JPEG, PNG, BMP, TIFF or DICOM file");
+    throw ImageError(origin + ": not a JPEG, PNG, BMP, TIFF or DICOM file", ImageError::Kind::NotAnImage);
   if (bytes.size() > o.max_file_bytes)
     throw ImageError(origin + ": " + std::to_string(bytes.size()) + " bytes, more than the limit of " +
-                     std::to_string(o.max_file_bytes));
+                     std::to_string(o.max_file_bytes), ImageError::Kind::TooLarge);
   if (out.format == ImageFormat::Dicom) {
     cv::Mat m = decode_dicom(bytes, origin, o.max_pixels);
     out.original_size = m.size();
@@ -188,7 +188,7 @@ DecodedImage decode_image_bytes(const std::string& bytes, const std::string& ori
   if (static_cast<int64_t>(declared.width) * declared.height > o.max_pixels)
     throw ImageError(origin + ": " + format_name(out.format) + " of " + std::to_string(declared.width) + " x " +
                      std::to_string(declared.height) + " pixels, more than the limit of " +
-                     std::to_string(o.max_pixels) + " (not decoded)");
+                     std::to_string(o.max_pixels) + " (not decoded)", ImageError::Kind::TooLarge);
   int flags = o.color ? cv::IMREAD_COLOR : cv::IMREAD_GRAYSCALE;
   if (out.format == ImageFormat::Jpeg) {
     out.truncated = !jpeg_has_end_marker(bytes);
@@ -224,7 +224,7 @@ DecodedImage decode_image(const std::string& path, const DecodeOptions& o) {
   try {
     bytes = util::read_file(path, o.max_file_bytes);
   } catch (const std::exception& e) {
-    throw ImageError(e.what());
+    throw ImageError(e.what(), ImageError::Kind::Unreadable);
   }
   return decode_image_bytes(bytes, path, o);
 }

@@ -32,10 +32,24 @@ std::vector<std::string> image_files_in(const std::string& dir);
 inline constexpr int64_t kDefaultMaxPixels = 100'000'000;
 inline constexpr uint64_t kDefaultMaxFileBytes = uint64_t{1} << 30;
 
-// Thrown for a file that cannot be read; what() names the file and problem.
+// Thrown for a file that cannot be read; what() names the file and problem,
+// kind() says which sort of problem it is (the server answers each with its
+// own HTTP status).
 class ImageError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  enum class Kind {
+    Corrupt,      // a known format whose data does not decode (damaged, crafted, cut short)
+    Empty,        // no bytes at all
+    NotAnImage,   // none of the formats read
+    TooLarge,     // more bytes or pixels than the limits
+    Unsupported,  // a known format in a variant not read (a DICOM codec not built in)
+    Unreadable,   // the file itself could not be opened or read
+  };
+  explicit ImageError(const std::string& what, Kind kind = Kind::Corrupt) : std::runtime_error(what), kind_(kind) {}
+  Kind kind() const { return kind_; }
+
+ private:
+  Kind kind_;
 };
 
 struct DecodeOptions {

@@ -1,5 +1,6 @@
 #include "fracture/util/paths.h"
 
+#include <cctype>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -59,6 +60,18 @@ std::string resolve_model(const std::string& name_or_path) {
   const bool plain_name = name_or_path.find_first_of("/.") == std::string::npos;
   if (!plain_name) throw std::runtime_error(name_or_path + ": no such model file");
   return find_builtin(name_or_path, "--model " + name_or_path + ": no such file, and no built-in model of that name");
+}
+
+std::string model_card_path(const std::string& model_path) {
+  const std::filesystem::path model(model_path);
+  std::string upper = model.stem().string();
+  for (auto& c : upper) c = c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  std::error_code ec;
+  for (const auto& name : {model.stem().string() + ".md", upper + "_CARD.md"}) {
+    const auto card = model.parent_path() / name;
+    if (std::filesystem::is_regular_file(card, ec)) return card.string();
+  }
+  return "";
 }
 
 std::string escape_invalid_utf8(const std::string& s) {

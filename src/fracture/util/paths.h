@@ -18,6 +18,10 @@ inline constexpr const char* kDefaultModelFile = "fracatlas.safetensors";
 // "" is the default model. Throws naming the argument and where it looked.
 std::string resolve_model(const std::string& name_or_path);
 
+// A model's card, beside its file: <stem>.md, else <STEM>_CARD.md (dashes as
+// underscores: bone-types.safetensors -> BONE_TYPES_CARD.md); "" if neither.
+std::string model_card_path(const std::string& model_path);
+
 // `text` with every byte that is not part of valid UTF-8 written as \xNN
 // (as Python's backslashreplace does), so that a file name from a foreign
 // file system can go into JSON without failing the whole output.

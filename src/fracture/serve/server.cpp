@@ -1,0 +1,382 @@
+#include "fracture/serve/server.h"
+
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdlib>
+#include <opencv2/imgcodecs.hpp>
+#include <stdexcept>
+
+#include "fracture/serve/base64.h"
+#include "fracture/serve/batcher.h"
+#include "fracture/serve/metrics.h"
+#include "fracture/train/checkpoint.h"
+#include "fracture/util/atomic_file.h"
+
+namespace fracture::serve {
+
+// Embedded at build time (serve_assets.cpp, from page.html and docs/openapi.json).
+extern const char* const kPageHtml;
+extern const char* const kOpenApiJson;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using json = nlohmann::ordered_json;
+
+// A request that cannot be answered with a prediction: its status, a short
+// code a program can test, and a sentence naming the input and the problem.
+struct HttpError {
+  int status;
+  std::string error, detail;
+};
+
+void send_json(httplib::Response& res, int status, const json& body) {
+  res.status = status;
+  res.set_content(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json");
+}
+
+void send_error(httplib::Response& res, const HttpError& e) {
+  send_json(res, e.status, {{"error", e.error}, {"detail", e.detail}});
+}
+
+HttpError error_of(const data::ImageError& e) {
+  using Kind = data::ImageError::Kind;
+  switch (e.kind()) {
+    case Kind::Empty: return {400, "empty_body", e.what()};
+    case Kind::NotAnImage: return {415, "not_an_image", e.what()};
+    case Kind::TooLarge: return {413, "too_large", e.what()};
+    case Kind::Unsupported: return {415, "unsupported_image", e.what()};
+    case Kind::Unreadable: return {400, "unreadable", e.what()};
+    case Kind::Corrupt: break;
+  }
+  return {422, "corrupt_image", e.what()};
+}
+
+// Compares without stopping at the first difference, so that the time taken
+// does not tell an attacker how much of a guessed key was right.
+bool same_secret(const std::string& a, const std::string& b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i % std::max<size_t>(1, b.size())]);
+  return diff == 0;
+}
+
+// Routes by name for the metrics: a fixed set, whatever paths clients send.
+std::string route_of(const httplib::Request& req) {
+  for (const char* known : {"/v1/predict", "/v1/model", "/healthz", "/readyz", "/metrics", "/openapi.json", "/"})
+    if (req.path == known) return known;
+  return "other";
+}
+
+bool wants(const httplib::Request& req, const std::string& param) {
+  const auto v = req.get_param_value(param);
+  return v == "1" || v == "true" || v == "yes";
+}
+
+std::string png_of(const cv::Mat& image) {
+  std::vector<uchar> png;
+  cv::imencode(".png", image, png);
+  return std::string(png.begin(), png.end());
+}
+
+// The time a request arrived, per connection thread: set before routing,
+// read when the answer is logged (both run on the thread serving it).
+thread_local Clock::time_point request_start;
+
+}  // namespace
+
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host == "[::1]" || host.rfind("127.", 0) == 0;
+}
+
+void validate(const ServerOptions& o) {
+  auto check = [](bool ok, const std::string& what) {
+    if (!ok) throw std::invalid_argument(what);
+  };
+  check(o.port >= 0 && o.port <= 65535, "--port must be 0-65535");
+  check(o.max_batch >= 1 && o.max_batch <= 256, "--max-batch must be 1-256");
+  check(o.batch_wait_ms >= 0 && o.batch_wait_ms <= 10000, "--batch-wait-ms must be 0-10000");
+  check(o.max_body_mb >= 1 && o.max_body_mb <= 4096, "--max-body-mb must be 1-4096");
+  check(o.queue >= 1 && o.queue <= 100000, "--queue must be 1-100000");
+  check(o.threads >= 1 && o.threads <= 1024, "--threads must be 1-1024");
+  check(o.timeout_ms >= 1, "--timeout-ms must be at least 1");
+  check(!o.host.empty(), "--host must not be empty");
+  check(is_loopback(o.host) || !o.api_key.empty(),
+        "--host " + o.host + " accepts connections from other machines: give --api-key (clients send it as "
+        "'Authorization: Bearer KEY'), and put TLS in front (docs/serving.md)");
+}
+
+struct Server::Impl {
+  Predictor& predictor;
+  ServerOptions options;
+  Metrics metrics;
+  Batcher batcher;
+  httplib::Server http;
+  std::atomic<bool> ready{false};
+  json model_description;
+  socket_t listening_socket = INVALID_SOCKET;
+
+  Impl(Predictor& p, ServerOptions o)
+      : predictor(p), options(std::move(o)),
+        batcher([this](const std::vector<PreparedImage>& images) { return predictor.score(images); },
+                {static_cast<size_t>(options.max_batch), std::chrono::milliseconds(options.batch_wait_ms),
+                 static_cast<size_t>(options.queue)},
+                [this](size_t n) { metrics.batch(n); }),
+        model_description(describe_model()) {
+    configure();
+    routes();
+  }
+
+  json describe_model() const {
+    const auto& info = predictor.info();
+    json j{{"model", predictor.model_name()}, {"architecture", info.architecture}, {"classes", info.class_names}};
+    if (predictor.binary()) {
+      j["threshold"] = info.threshold;
+      j["threshold_rule"] = info.threshold_rule;
+    }
+    j["input"] = {{"size", info.preprocess.size},
+                  {"resize", train::resize_mode_name(info.preprocess.resize)},
+                  {"clahe", info.preprocess.clahe},
+                  {"mean", info.preprocess.mean},
+                  {"std", info.preprocess.std}};
+    j["sha256"] = predictor.sha256();
+    j["card"] = options.model_card.empty() ? json() : json(util::read_file(options.model_card));
+    j["training"] = info.extra;
+    j["notice"] = "Research use only - not a medical device.";
+    return j;
+  }
+
+  void configure() {
+    const int threads = options.threads;
+    http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+    http.set_payload_max_length(static_cast<size_t>(options.max_body_mb) << 20);
+    http.set_read_timeout(30);
+    http.set_write_timeout(30);
+    http.set_keep_alive_timeout(2);  // idle keep-alive connections hold up a drain no longer than this
+    http.set_tcp_nodelay(true);
+    // cpp-httplib 0.11 listens with a backlog of 5: 32 clients connecting at
+    // once then lose connections. The listening socket is noted here and
+    // given the system's backlog after binding (see bind()). Only
+    // SO_REUSEADDR, not the library's default SO_REUSEPORT, which would let
+    // a second server take the same port silently.
+    http.set_socket_options([this](socket_t sock) {
+      int yes = 1;
+      ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+      listening_socket = sock;
+    });
+    if (!options.cors_origin.empty())
+      http.set_default_headers({{"Access-Control-Allow-Origin", options.cors_origin}, {"Vary", "Origin"}});
+    http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      request_start = Clock::now();
+      return authorised(req, res) ? httplib::Server::HandlerResponse::Unhandled
+                                  : httplib::Server::HandlerResponse::Handled;
+    });
+    // Errors that cpp-httplib answers itself (404, 413 before reading, 400) get the same JSON shape as ours.
+    http.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
+      if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+      if (res.status == 404)
+        send_error(res, {404, "not_found", req.method + " " + req.path + ": no such endpoint (see /openapi.json)"});
+      else if (res.status == 413)
+        send_error(res, {413, "too_large", "the request body is larger than the server's limit (--max-body-mb)"});
+      else
+        send_error(res, {res.status, "bad_request", "the request could not be read (HTTP status " +
+                                                        std::to_string(res.status) + ")"});
+      return httplib::Server::HandlerResponse::Handled;
+    }));
+    http.set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+      std::string what = "unknown error";
+      try {
+        std::rethrow_exception(ep);
+      } catch (const std::exception& e) {
+        what = e.what();
+      } catch (...) {
+      }
+      spdlog::error("{} {}: {}", req.method, req.path, what);
+      send_error(res, {500, "internal", what});
+    });
+    http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+      const double seconds = std::chrono::duration<double>(Clock::now() - request_start).count();
+      metrics.request(route_of(req), res.status, seconds);
+      spdlog::debug("{} {} {} {:.1f} ms", req.method, req.path, res.status, seconds * 1e3);
+    });
+  }
+
+  // The API key, where one is set, guards the API and the metrics; the page,
+  // the health checks and the API description stay open (the page asks for the key).
+  bool authorised(const httplib::Request& req, httplib::Response& res) const {
+    if (options.api_key.empty() || req.method == "OPTIONS") return true;
+    if (req.path.rfind("/v1/", 0) != 0 && req.path != "/metrics") return true;
+    if (same_secret(req.get_header_value("Authorization"), "Bearer " + options.api_key)) return true;
+    res.set_header("WWW-Authenticate", "Bearer");
+    send_error(res, {401, "unauthorized", "this server needs an API key: send 'Authorization: Bearer KEY'"});
+    return false;
+  }
+
+  void routes() {
+    http.Get("/", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content(kPageHtml, "text/html; charset=utf-8");
+      // The page loads nothing from elsewhere; the browser is told to enforce that.
+      res.set_header("Content-Security-Policy",
+                     "default-src 'self'; img-src 'self' data: blob:; style-src 'unsafe-inline'; "
+                     "script-src 'unsafe-inline'");
+    });
+    http.Get("/openapi.json", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content(kOpenApiJson, "application/json");
+    });
+    http.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { send_json(res, 200, {{"status", "alive"}}); });
+    http.Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
+      if (ready) send_json(res, 200, {{"status", "ready"}, {"model", predictor.model_name()}});
+      else send_json(res, 503, {{"status", "not ready"}});
+    });
+    http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_content(metrics.prometheus(batcher.depth()), "text/plain; version=0.0.4");
+    });
+    http.Get("/v1/model", [this](const httplib::Request&, httplib::Response& res) { send_json(res, 200, model_description); });
+    http.Post("/v1/predict", [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& read) {
+      predict(req, res, read);
+    });
+    if (!options.cors_origin.empty())
+      http.Options(".*", [](const httplib::Request&, httplib::Response& res) {
+        res.status = 204;
+        res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+        res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type");
+        res.set_header("Access-Control-Max-Age", "600");
+      });
+  }
+
+  struct Upload {
+    std::string name, bytes;
+  };
+
+  // The images of a request: the body itself, or each file of a multipart
+  // body. Read through a content reader, so that no body is parsed as a form
+  // (curl's --data-binary says application/x-www-form-urlencoded).
+  static std::vector<Upload> uploads_of(const httplib::Request& req, const httplib::ContentReader& read,
+                                        const httplib::Response& res) {
+    std::vector<Upload> out;
+    bool complete = false;
+    if (req.is_multipart_form_data()) {
+      complete = read(
+          [&](const httplib::MultipartFormData& file) {
+            out.push_back({file.filename.empty() ? file.name : file.filename, ""});
+            return true;
+          },
+          [&](const char* data, size_t size) {
+            out.back().bytes.append(data, size);
+            return true;
+          });
+    } else {
+      out.push_back({req.has_param("name") ? req.get_param_value("name") : "upload", ""});
+      complete = read([&](const char* data, size_t size) {
+        out.back().bytes.append(data, size);
+        return true;
+      });
+    }
+    if (res.status == 413)
+      throw HttpError{413, "too_large", "the request body is larger than the server's limit (--max-body-mb)"};
+    if (!complete) throw HttpError{400, "bad_request", "the request body could not be read (cut short, or malformed multipart)"};
+    if (out.empty()) throw HttpError{400, "empty_body", "the multipart body holds no files"};
+    if (!req.is_multipart_form_data() && out.back().bytes.empty())
+      throw HttpError{400, "empty_body", "the request has no body: send an image's bytes, or multipart files"};
+    return out;
+  }
+
+  PreparedImage prepare(const Upload& u) const {
+    auto image = predictor.prepare(u.bytes, u.name);
+    // A hospital system should resend a cut-off transfer, not get a score for half a radiograph.
+    if (image.truncated)
+      throw data::ImageError(u.name + ": JPEG without its end marker (truncated upload?)", data::ImageError::Kind::Corrupt);
+    return image;
+  }
+
+  json answer(const Prediction& p, const Upload& u, bool cam) {
+    if (!p.ok()) throw HttpError{500, "internal", p.error};
+    json j = to_json(p, predictor);
+    j["milliseconds"] = p.milliseconds;
+    if (cam) {
+      const int target = predictor.heat_map_class(p);
+      const auto map = predictor.heat_map_of_bytes(u.bytes, u.name, target);
+      j["cam"] = {{"class", predictor.classes()[static_cast<size_t>(target)]},
+                  {"peak_x", map.peak_x},
+                  {"peak_y", map.peak_y},
+                  {"overlay_png", base64_encode(png_of(map.overlay))},
+                  {"picture_png", base64_encode(png_of(map.picture))}};
+    }
+    return j;
+  }
+
+  void predict(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& read) {
+    try {
+      const auto deadline = Clock::now() + std::chrono::milliseconds(options.timeout_ms);
+      const bool several = req.is_multipart_form_data(), cam = wants(req, "cam");
+      const auto uploads = uploads_of(req, read, res);
+      // Decoded here, on the connection's thread, so that decoding runs in parallel with the network.
+      std::vector<PreparedImage> images;
+      std::vector<json> failures(uploads.size());
+      std::vector<size_t> scored;  // uploads that were decoded, in order
+      for (size_t i = 0; i < uploads.size(); ++i) {
+        try {
+          images.push_back(prepare(uploads[i]));
+          scored.push_back(i);
+        } catch (const data::ImageError& e) {
+          if (!several) throw error_of(e);
+          failures[i] = {{"path", uploads[i].name}, {"error", e.what()}, {"status", error_of(e).status}};
+        }
+      }
+      auto futures = batcher.submit(std::move(images), deadline);
+      if (!futures) {
+        res.set_header("Retry-After", "1");
+        throw HttpError{503, "queue_full",
+                        "the server is busy (" + std::to_string(batcher.depth()) + " images waiting): retry shortly"};
+      }
+      std::vector<json> results = failures;
+      for (size_t k = 0; k < futures->size(); ++k) {
+        Prediction p;
+        try {
+          p = (*futures)[k].get();
+        } catch (const DeadlineExceeded& e) {
+          res.set_header("Retry-After", "1");
+          throw HttpError{503, "deadline_exceeded", e.what()};
+        }
+        results[scored[k]] = answer(p, uploads[scored[k]], cam);
+      }
+      if (several) send_json(res, 200, {{"predictions", results}});
+      else send_json(res, 200, results.front());
+    } catch (const HttpError& e) {
+      send_error(res, e);
+    } catch (const data::ImageError& e) {  // a heat map's decoding
+      send_error(res, error_of(e));
+    }
+  }
+};
+
+Server::Server(Predictor& predictor, ServerOptions options) {
+  validate(options);
+  impl_ = std::make_unique<Impl>(predictor, std::move(options));
+}
+
+Server::~Server() = default;
+
+int Server::bind() {
+  auto& o = impl_->options;
+  const int port = o.port == 0 ? impl_->http.bind_to_any_port(o.host) : (impl_->http.bind_to_port(o.host, o.port) ? o.port : -1);
+  if (port < 0)
+    throw std::runtime_error("cannot listen on " + o.host + ":" + std::to_string(o.port) +
+                             " (in use, or not an address of this machine?)");
+  o.port = port;
+  if (impl_->listening_socket != INVALID_SOCKET) ::listen(impl_->listening_socket, SOMAXCONN);  // see configure()
+  return port;
+}
+
+void Server::run() {
+  impl_->ready = true;
+  impl_->http.listen_after_bind();
+  impl_->ready = false;
+}
+
+void Server::stop() {
+  impl_->ready = false;  // a load balancer sees /readyz fail while in-flight requests finish
+  impl_->http.stop();
+}
+
+}  // namespace fracture::serve

@@ -1,0 +1,58 @@
+#pragma once
+// `fracture serve`: the Predictor behind an HTTP API and a web page (one
+// binary, cpp-httplib). Endpoints (docs/api.md, docs/openapi.json):
+//   POST /v1/predict      one image's bytes, or multipart with several; ?cam=1 adds heat maps
+//   GET  /v1/model        architecture, classes, threshold, input, sha256, card
+//   GET  /healthz         alive;  GET /readyz  model loaded and taking work
+//   GET  /metrics         Prometheus text;  GET /openapi.json;  GET /  the page
+// Research use only - not a medical device.
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "fracture/predictor.h"
+
+namespace fracture::serve {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 8080;  // 0: any free port (see bind)
+  int max_batch = 8;  // images per forward pass
+  int batch_wait_ms = 5;  // how long a first image waits for others to join its batch
+  int max_body_mb = 64;  // larger requests: 413
+  int queue = 64;  // images waiting for the network; past it: 503 with Retry-After
+  int threads = 8;  // connections handled at once (decoding happens on these)
+  int timeout_ms = 30000;  // a request's deadline: 503 if its images were not scored by then
+  std::string api_key;  // required (Bearer) on /v1/* and /metrics when not empty
+  std::string cors_origin;  // Access-Control-Allow-Origin; "" for none
+  std::string model_card;  // a Markdown file served in /v1/model; "" for none
+};
+
+// Whether a host name or address is this machine only.
+bool is_loopback(const std::string& host);
+// Throws std::invalid_argument naming the option and the problem: limits out
+// of range, or a non-loopback host without an API key.
+void validate(const ServerOptions& options);
+
+class Server {
+ public:
+  Server(Predictor& predictor, ServerOptions options);  // validates the options
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds the port; returns it (the chosen one when the port is 0). Throws
+  // when the address cannot be bound.
+  int bind();
+  // Serves until stop(); in-flight requests are answered before it returns.
+  void run();
+  // Stops taking connections; safe from any thread.
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace fracture::serve
