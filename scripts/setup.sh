@@ -8,6 +8,8 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libtorch-dev libopencv-dev libdcmtk-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  # fracture serve (HTTP)
+  libcpp-httplib-dev
   # the sanitised build and the libFuzzer targets (scripts/sanitize.sh, scripts/fuzz.sh)
   clang libclang-rt-14-dev
   # setup (weight conversion) and reference tests only - never used at run time

@@ -10,6 +10,7 @@
 
 #include "fracture/data/loader.h"
 #include "fracture/explain/gradcam.h"
+#include "fracture/explain/localisation.h"
 #include "fracture/train/inference.h"
 #include "fracture/util/paths.h"
 
@@ -164,6 +165,21 @@ Prediction Predictor::predict_bytes(const std::string& bytes, const std::string&
   Prediction out = score({image}).front();
   out.milliseconds = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   return out;
+}
+
+torch::Tensor Predictor::probabilities_of(const std::vector<data::Sample>& samples, const std::string& progress_label,
+                                          std::vector<std::string>* failures) {
+  std::lock_guard<std::recursive_mutex> lock(net_mu_);
+  data::DataLoader loader(samples, s_->loader);
+  auto p = train::predict_probabilities(*s_->model.net, loader, s_->device, s_->options.tta, progress_label);
+  if (failures) *failures = loader.stats().failures;
+  return p.to(torch::kDouble).contiguous();
+}
+
+nlohmann::json Predictor::pointing_game(const std::vector<data::Sample>& samples) {
+  std::lock_guard<std::recursive_mutex> lock(net_mu_);
+  const auto game = explain::pointing_game(*s_->model.net, samples, s_->loader, s_->device);
+  return game.images > 0 ? game.to_json() : nlohmann::json();
 }
 
 int Predictor::class_index(const std::string& name) const {

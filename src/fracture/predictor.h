@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "fracture/data/dataset.h"
 #include "fracture/data/image_io.h"
 #include "fracture/train/checkpoint.h"
 
@@ -98,6 +99,16 @@ class Predictor {
   // Scores prepared images (all of one size, as prepare makes them) in one
   // forward pass; each prediction's milliseconds is the pass's time shared.
   std::vector<Prediction> score(const std::vector<PreparedImage>& images);
+
+  // Every class's probability for labelled samples, as `evaluate` needs
+  // them: [N, classes] in double, a NaN row for each unreadable sample
+  // (named in `failures`). Memory stays bounded (batches).
+  torch::Tensor probabilities_of(const std::vector<data::Sample>& samples, const std::string& progress_label,
+                                 std::vector<std::string>* failures = nullptr);
+  // The pointing game on samples with fracture boxes (explain/localisation.h);
+  // null where no sample has boxes. Throws std::invalid_argument where the
+  // model cannot play it (no spatial features).
+  nlohmann::json pointing_game(const std::vector<data::Sample>& samples);
 
   // The class a heat map should explain: the positive class of a two-class
   // model (where its fracture evidence lies), else the predicted class.

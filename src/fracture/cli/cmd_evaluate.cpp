@@ -10,11 +10,8 @@
 #include "fracture/cli/commands.h"
 #include "fracture/cli/inference_flags.h"
 #include "fracture/data/dataset.h"
-#include "fracture/data/loader.h"
 #include "fracture/eval/metrics.h"
 #include "fracture/eval/report.h"
-#include "fracture/explain/localisation.h"
-#include "fracture/train/checkpoint.h"
 #include "fracture/train/inference.h"
 
 namespace fracture::cli {
@@ -22,10 +19,9 @@ namespace {
 
 // The pointing game, where the split has FracAtlas's fracture boxes; null
 // elsewhere (and, where the model cannot play it, the log says why).
-nlohmann::json localisation(ReadyModel& m, const std::vector<data::Sample>& samples) {
+nlohmann::json localisation(Predictor& model, const std::vector<data::Sample>& samples) {
   try {
-    const auto game = explain::pointing_game(*m.model.net, samples, m.loader, m.device);
-    if (game.images > 0) return game.to_json();
+    return model.pointing_game(samples);
   } catch (const std::invalid_argument& e) {
     spdlog::info("localisation not measured: {}", e.what());
   }
@@ -114,16 +110,17 @@ void add_evaluate_command(CLI::App& app) {
     // Never write into the installed model's folder (no -m, or -m with a built-in model's name).
     const bool built_in_model = a->model.empty() || !std::filesystem::exists(a->model);
     // Every member with its own preprocessing (sizes may differ).
-    std::vector<ReadyModel> members;
-    members.push_back(load_for_inference(*a));
+    std::vector<std::unique_ptr<Predictor>> members;
+    members.push_back(std::make_unique<Predictor>(predictor_options(*a)));
+    a->model = members[0]->model_path();  // the built-in model's path when -m was not given
     for (const auto& path : a->ensemble) {
-      InferenceFlags f = *a;
-      f.model = path;
-      members.push_back(load_for_inference(f));
-      if (members.back().model.info.class_names != members[0].model.info.class_names)
+      auto o = predictor_options(*a);
+      o.model = path;
+      members.push_back(std::make_unique<Predictor>(o));
+      if (members.back()->classes() != members[0]->classes())
         throw std::runtime_error(path + ": its classes differ from " + a->model + "'s");
     }
-    const auto& info = members[0].model.info;
+    const auto& info = members[0]->info();
     data::Dataset d = data::load_datasets(a->data);
     const std::string data_name = fmt::format("{}", fmt::join(a->data, " + "));
     // Two-class sets pair negative with negative whatever their names; types must match by name and order.
@@ -134,12 +131,11 @@ void add_evaluate_command(CLI::App& app) {
     auto score_all = [&](const std::vector<data::Sample>& samples, const std::string& split) {
       std::vector<torch::Tensor> probs;
       for (size_t k = 0; k < members.size(); ++k) {
-        auto& [m, device, lo] = members[k];
-        data::DataLoader loader(samples, lo);
         const std::string label = members.size() > 1 ? fmt::format("scoring {} ({}/{})", split, k + 1, members.size()) : "scoring " + split;
-        probs.push_back(train::predict_probabilities(*m.net, loader, device, a->tta, label));
+        std::vector<std::string> failures;
+        probs.push_back(members[k]->probabilities_of(samples, label, &failures));
         if (k == 0)
-          for (const auto& f : loader.stats().failures) spdlog::warn("left out: {}", f);
+          for (const auto& f : failures) spdlog::warn("left out: {}", f);
       }
       return train::combine_probabilities(probs).to(torch::kDouble).contiguous();
     };
@@ -158,7 +154,7 @@ void add_evaluate_command(CLI::App& app) {
     if (members.size() == 1 && !built_in_model) opt.training_metrics = (model_dir / "metrics.jsonl").string();
     std::string model_name = a->model, sha256;
     for (const auto& path : a->ensemble) model_name += " + " + path;
-    for (const auto& member : members) sha256 += (sha256.empty() ? "" : " + ") + member.model.sha256;
+    for (const auto& member : members) sha256 += (sha256.empty() ? "" : " + ") + member->sha256();
     if (info.class_names.size() > 2) {
       if (a->threshold >= 0) throw CLI::ValidationError("--threshold", "applies to two-class models only (this one takes the most probable class)");
       evaluate_multiclass(samples, score_all(samples, a->split), info.class_names, model_name, sha256, a->split, opt);
@@ -167,7 +163,7 @@ void add_evaluate_command(CLI::App& app) {
     eval::EvaluationInput in;
     in.samples = samples;
     in.probabilities = score(samples, a->split);
-    if (members.size() == 1) in.localisation = localisation(members[0], samples);
+    if (members.size() == 1) in.localisation = localisation(*members[0], samples);
     in.threshold = info.threshold;
     in.threshold_rule = info.threshold_rule;
     if (a->threshold >= 0) {

@@ -1,7 +1,5 @@
 #include "fracture/cli/inference_flags.h"
 
-#include "fracture/train/inference.h"
-#include "fracture/util/paths.h"
 
 namespace fracture::cli {
 
@@ -31,18 +29,6 @@ PredictorOptions predictor_options(const InferenceFlags& f) {
   o.workers = f.workers;
   o.max_pixels = static_cast<int64_t>(f.max_megapixels * 1e6);
   return o;
-}
-
-ReadyModel load_for_inference(InferenceFlags& f) {
-  f.model = util::resolve_model(f.model);
-  const torch::Device device = train::pick_device(f.device);  // a bad --device fails before the model loads
-  ReadyModel r{train::load_model(f.model), device, {}};
-  train::prepare_for_inference(*r.model.net, r.device);
-  r.loader.batch_size = f.batch_size;
-  r.loader.workers = f.workers;
-  r.loader.preprocess = r.model.info.preprocess;
-  r.loader.max_pixels = static_cast<int64_t>(f.max_megapixels * 1e6);
-  return r;
 }
 
 }  // namespace fracture::cli
