@@ -8,12 +8,12 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libtorch-dev libopencv-dev libdcmtk-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  # fracture serve (HTTP)
-  libcpp-httplib-dev
+  # fracture serve (HTTP), and the browser test of its page (tests/browser/)
+  libcpp-httplib-dev chromium chromium-driver
   # the sanitised build and the libFuzzer targets (scripts/sanitize.sh, scripts/fuzz.sh)
   clang libclang-rt-14-dev
   # setup (weight conversion) and reference tests only - never used at run time
-  python3 python3-pip python3-numpy python3-torch python3-torchvision python3-sklearn python3-skimage
+  python3 python3-pip python3-numpy python3-torch python3-torchvision python3-sklearn python3-skimage python3-pil
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -26,8 +26,10 @@ void add_serve_command(CLI::App& app) {
   };
   auto a = std::make_shared<Args>();
   add_inference_flags(cmd, *a);
+  // Batches are the server's own (--max-batch); --batch-size sizes predict's file loading only.
+  cmd->remove_option(cmd->get_option("--batch-size"));
   auto& s = a->server;
-  cmd->add_option("--host", s.host, "Address to listen on; not loopback only with --api-key")->capture_default_str();
+  cmd->add_option("--host", s.host, "Address to listen on (one other machines can reach needs --api-key)")->capture_default_str();
   cmd->add_option("--port", s.port, "Port (0: any free port, printed on stderr)")->capture_default_str();
   cmd->add_option("--max-batch", s.max_batch, "Images scored together in one forward pass")->capture_default_str();
   cmd->add_option("--batch-wait-ms", s.batch_wait_ms, "How long a first image waits for others to join its batch")
@@ -53,6 +55,7 @@ void add_serve_command(CLI::App& app) {
       "  fracture serve -m bone-types --port 8081\n"
       "  fracture serve --host 0.0.0.0 --api-key \"$(cat key.txt)\"   # behind a TLS proxy");
   cmd->callback([a] {
+    a->server.decoders = a->workers;
     serve::validate(a->server);  // before the model loads: a bad flag fails at once
     auto options = predictor_options(*a);
     options.model = util::resolve_model(options.model);

@@ -3,7 +3,9 @@
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
+#include <condition_variable>
 #include <cstdlib>
+#include <mutex>
 #include <opencv2/imgcodecs.hpp>
 #include <stdexcept>
 
@@ -79,6 +81,26 @@ std::string png_of(const cv::Mat& image) {
   return std::string(png.begin(), png.end());
 }
 
+// At most N holders at once (C++17 has no std::counting_semaphore).
+class Slots {
+ public:
+  explicit Slots(int n) : free_(n) {}
+  void acquire() {
+    std::unique_lock<std::mutex> lock(mu_);
+    freed_.wait(lock, [&] { return free_ > 0; });
+    --free_;
+  }
+  void release() {
+    { std::lock_guard<std::mutex> lock(mu_); ++free_; }
+    freed_.notify_one();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable freed_;
+  int free_;
+};
+
 // The time a request arrived, per connection thread: set before routing,
 // read when the answer is logged (both run on the thread serving it).
 thread_local Clock::time_point request_start;
@@ -99,6 +121,7 @@ void validate(const ServerOptions& o) {
   check(o.max_body_mb >= 1 && o.max_body_mb <= 4096, "--max-body-mb must be 1-4096");
   check(o.queue >= 1 && o.queue <= 100000, "--queue must be 1-100000");
   check(o.threads >= 1 && o.threads <= 1024, "--threads must be 1-1024");
+  check(o.decoders >= 1 && o.decoders <= 256, "--workers must be 1-256");
   check(o.timeout_ms >= 1, "--timeout-ms must be at least 1");
   check(!o.host.empty(), "--host must not be empty");
   check(is_loopback(o.host) || !o.api_key.empty(),
@@ -115,6 +138,7 @@ struct Server::Impl {
   std::atomic<bool> ready{false};
   json model_description;
   socket_t listening_socket = INVALID_SOCKET;
+  Slots decoding{1};
 
   Impl(Predictor& p, ServerOptions o)
       : predictor(p), options(std::move(o)),
@@ -122,7 +146,8 @@ struct Server::Impl {
                 {static_cast<size_t>(options.max_batch), std::chrono::milliseconds(options.batch_wait_ms),
                  static_cast<size_t>(options.queue)},
                 [this](size_t n) { metrics.batch(n); }),
-        model_description(describe_model()) {
+        model_description(describe_model()), decoding(options.decoders) {
+    cv::setNumThreads(1);  // the decoding slots are the parallelism; OpenCV's own pool would oversubscribe
     configure();
     routes();
   }
@@ -281,7 +306,12 @@ struct Server::Impl {
     return out;
   }
 
-  PreparedImage prepare(const Upload& u) const {
+  PreparedImage prepare(const Upload& u) {
+    decoding.acquire();
+    struct Release {
+      Slots& s;
+      ~Release() { s.release(); }
+    } release{decoding};
     auto image = predictor.prepare(u.bytes, u.name);
     // A hospital system should resend a cut-off transfer, not get a score for half a radiograph.
     if (image.truncated)

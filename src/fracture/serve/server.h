@@ -22,7 +22,10 @@ struct ServerOptions {
   int batch_wait_ms = 5;  // how long a first image waits for others to join its batch
   int max_body_mb = 64;  // larger requests: 413
   int queue = 64;  // images waiting for the network; past it: 503 with Retry-After
-  int threads = 8;  // connections handled at once (decoding happens on these)
+  int threads = 8;  // connections handled at once
+  // Images decoded at once (on the connection threads). As many as predict's
+  // loader workers: more would fight the forward pass for the cores.
+  int decoders = 2;
   int timeout_ms = 30000;  // a request's deadline: 503 if its images were not scored by then
   std::string api_key;  // required (Bearer) on /v1/* and /metrics when not empty
   std::string cors_origin;  // Access-Control-Allow-Origin; "" for none
