@@ -289,13 +289,13 @@ TEST_F(Serve, AFullQueueGets503WithRetryAfterAndADeadlineIsKept) {
   serve::ServerOptions s;
   s.max_batch = 2;
   s.queue = 2;
-  s.batch_wait_ms = 1500;  // a lone image waits this long for a partner: the queue holds it meanwhile
+  s.batch_wait_ms = 3000;  // a lone image waits this long for a partner: the queue holds it meanwhile
   Running server(options, s);
   auto first = std::async(std::launch::async, [&] {
     return server.client().Post("/v1/predict", util::read_file(paths[0]), "image/jpeg")->status;
   });
   auto client = server.client();
-  for (int i = 0; i < 100 && metric(client.Get("/metrics")->body, "fracture_queue_depth") < 1; ++i)
+  for (int i = 0; i < 1000 && metric(client.Get("/metrics")->body, "fracture_queue_depth") < 1; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   httplib::MultipartFormDataItems two = {{"a", util::read_file(paths[1]), "a.png", "image/png"},
                                          {"b", util::read_file(paths[3]), "b.png", "image/png"}};
@@ -373,7 +373,7 @@ TEST_F(Serve, StopAnswersTheRequestsInFlight) {
     return server->client().Post("/v1/predict", util::read_file(paths[0]), "image/jpeg");
   });
   auto client = server->client();
-  for (int i = 0; i < 100 && metric(client.Get("/metrics")->body, "fracture_queue_depth") < 1; ++i)
+  for (int i = 0; i < 1000 && metric(client.Get("/metrics")->body, "fracture_queue_depth") < 1; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   server->server.stop();
   const auto r = in_flight.get();
@@ -412,7 +412,7 @@ TEST_F(Serve, SigtermStopsTheCommandAfterAnsweringInFlightRequests) {
     return c.Post("/v1/predict", util::read_file(paths[0]), "image/jpeg");
   });
   httplib::Client probe("127.0.0.1", port);
-  for (int i = 0; i < 100 && metric(probe.Get("/metrics")->body, "fracture_queue_depth") < 1; ++i)
+  for (int i = 0; i < 1000 && metric(probe.Get("/metrics")->body, "fracture_queue_depth") < 1; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   ::kill(pid, SIGTERM);
   const auto r = in_flight.get();
