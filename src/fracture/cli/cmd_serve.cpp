@@ -1,7 +1,5 @@
 #include <spdlog/spdlog.h>
 
-#include <malloc.h>
-
 #include <atomic>
 #include <csignal>
 #include <memory>
@@ -63,11 +61,6 @@ void add_serve_command(CLI::App& app) {
     options.model = util::resolve_model(options.model);
     Predictor predictor(options);
     a->server.model_card = a->card.empty() ? util::model_card_path(predictor.model_path()) : a->card;
-    // A long-running server frees image-sized buffers on many threads. glibc
-    // would raise its mmap threshold after the first such free and keep later
-    // ones in per-thread arenas, so resident memory crept up under load
-    // (+18% in 10 minutes, docs/serving.md); a fixed threshold returns them.
-    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     serve::Server server(predictor, a->server);
     const int port = server.bind();
     // The signal only sets a flag; this thread turns it into a stop, which
