@@ -6,28 +6,19 @@
 #include <cmath>
 #include <thread>
 
-#include "fracture/models/registry.h"
 #include "fracture/predictor.h"
 #include "fracture/util/atomic_file.h"
 #include "helpers.h"
+#include "small_model.h"
 
 namespace ft = fracture::testing;
 using namespace fracture;
 
 namespace {
 
-// A random-weight ResNet-18 of `classes` classes at 64 px, saved as a model file.
 std::string make_model(const ft::TempDir& dir, std::vector<std::string> classes, double threshold = 0.5) {
-  torch::manual_seed(3);
-  auto net = models::find_model("resnet18").build(static_cast<int64_t>(classes.size()));
-  train::ModelInfo info;
-  info.architecture = "resnet18";
-  info.class_names = std::move(classes);
-  info.preprocess.size = 64;
-  info.threshold = threshold;
-  const std::string path = dir / ("m" + std::to_string(info.class_names.size()) + ".safetensors");
-  train::save_model(path, *net, info);
-  return path;
+  const std::string path = dir / ("m" + std::to_string(classes.size()) + ".safetensors");
+  return ft::save_small_model(path, std::move(classes), threshold, 3);
 }
 
 std::vector<std::string> write_images(const ft::TempDir& dir, int n) {

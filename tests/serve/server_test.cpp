@@ -17,12 +17,12 @@
 #include <thread>
 
 #include "cli/run_cli.h"
-#include "fracture/models/registry.h"
 #include "fracture/serve/base64.h"
 #include "fracture/serve/server.h"
 #include "fracture/util/atomic_file.h"
 #include "fracture/util/paths.h"
 #include "helpers.h"
+#include "small_model.h"
 #include "serve/openapi_check.h"
 
 namespace ft = fracture::testing;
@@ -30,20 +30,6 @@ using namespace fracture;
 using json = nlohmann::json;
 
 namespace {
-
-// A random-weight ResNet-18 at 64 px: fast, and its probabilities differ by image.
-std::string make_model(const ft::TempDir& dir, std::vector<std::string> classes) {
-  torch::manual_seed(5);
-  auto net = models::find_model("resnet18").build(static_cast<int64_t>(classes.size()));
-  train::ModelInfo info;
-  info.architecture = "resnet18";
-  info.class_names = std::move(classes);
-  info.preprocess.size = 64;
-  info.threshold = 0.4;
-  const std::string path = dir / "served.safetensors";
-  train::save_model(path, *net, info);
-  return path;
-}
 
 std::string encoded(const cv::Mat& image, const std::string& ext) {
   std::vector<uchar> bytes;
@@ -94,7 +80,7 @@ double metric(const std::string& text, const std::string& series) {
 class Serve : public ::testing::Test {
  protected:
   void SetUp() override {
-    model = make_model(dir, {"normal", "fracture"});
+    model = ft::save_small_model(dir / "served.safetensors", {"normal", "fracture"}, 0.4, 5);
     for (int i = 0; i < 8; ++i) {
       paths.push_back(dir / ("xray" + std::to_string(i) + (i % 2 ? ".png" : ".jpg")));
       ft::write_image(paths.back(), ft::synthetic_xray(80 + 9 * i, 100 + 5 * i, 20 + i, i % 3 == 0));

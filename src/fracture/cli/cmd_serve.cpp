@@ -57,9 +57,7 @@ void add_serve_command(CLI::App& app) {
   cmd->callback([a] {
     a->server.decoders = a->workers;
     serve::validate(a->server);  // before the model loads: a bad flag fails at once
-    auto options = predictor_options(*a);
-    options.model = util::resolve_model(options.model);
-    Predictor predictor(options);
+    Predictor predictor(predictor_options(*a));
     a->server.model_card = a->card.empty() ? util::model_card_path(predictor.model_path()) : a->card;
     serve::Server server(predictor, a->server);
     const int port = server.bind();
