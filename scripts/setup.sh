@@ -10,10 +10,12 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # fracture serve (HTTP), and the browser test of its page (tests/browser/)
   libcpp-httplib-dev chromium chromium-driver
+  # fracture export (ONNX)
+  libonnx-dev libprotobuf-dev
   # the sanitised build and the libFuzzer targets (scripts/sanitize.sh, scripts/fuzz.sh)
   clang libclang-rt-14-dev
   # setup (weight conversion) and reference tests only - never used at run time
-  python3 python3-pip python3-numpy python3-torch python3-torchvision python3-sklearn python3-skimage python3-pil
+  python3 python3-pip python3-venv python3-numpy python3-torch python3-torchvision python3-sklearn python3-skimage python3-pil
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -27,6 +29,16 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 scripts/fetch_weights.sh
+
+# ONNX Runtime for the reference test of `fracture export` (tests only, never
+# at run time): a virtual environment in .venv-onnx, versions pinned.
+venv=.venv-onnx
+if ! "$venv/bin/python" -c "import onnxruntime, numpy, PIL" 2>/dev/null; then
+  echo "making $venv (onnxruntime, numpy, pillow from PyPI; for the export's reference test)"
+  /usr/bin/python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check onnxruntime==1.32.0 numpy==2.4.6 pillow==12.0.0 ||
+    { echo "error: could not install onnxruntime into $venv (command: $venv/bin/pip install onnxruntime==1.32.0 numpy==2.4.6 pillow==12.0.0)" >&2; exit 1; }
+fi
 
 build=${FRACTURE_BUILD_DIR:-build}
 if [ ! -f "$build/build.ninja" ]; then

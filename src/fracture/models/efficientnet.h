@@ -57,6 +57,7 @@ class MBConvImpl : public torch::nn::Module {
   torch::Tensor forward(torch::Tensor x);
   bool has_expand() const { return !expand.is_empty(); }
   bool has_se() const { return !se.is_empty(); }
+  bool residual() const { return residual_; }
 
   ConvBnAct expand{nullptr}, dw{nullptr}, project{nullptr};
   SqueezeExcite se{nullptr};
@@ -89,6 +90,7 @@ class EfficientNetImpl : public ClassifierImpl {
   std::string classifier_prefix() const override { return "classifier."; }
 
   std::vector<BlockLayout> layout() const;
+  const std::vector<std::vector<MBConv>>& stages() const { return stages_; }
   const EfficientNetConfig& config() const { return config_; }
 
   ConvBnAct stem{nullptr}, head_conv{nullptr};

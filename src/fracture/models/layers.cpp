@@ -36,15 +36,15 @@ ConvBnActImpl::ConvBnActImpl(const ConvBnActOptions& o) : opt_(o) {
   bn = register_module("bn", torch::nn::BatchNorm2d(torch::nn::BatchNorm2dOptions(o.out).eps(o.bn_eps).momentum(o.bn_momentum)));
 }
 
-static int64_t same_pad_total(int64_t size, int64_t kernel, int64_t stride) {
+int64_t tf_same_pad_total(int64_t size, int64_t kernel, int64_t stride) {
   const int64_t out = (size + stride - 1) / stride;
   return std::max<int64_t>((out - 1) * stride + kernel - size, 0);
 }
 
 torch::Tensor ConvBnActImpl::forward(torch::Tensor x) {
   if (dynamic_pad_) {
-    const int64_t ph = same_pad_total(x.size(2), opt_.kernel, opt_.stride);
-    const int64_t pw = same_pad_total(x.size(3), opt_.kernel, opt_.stride);
+    const int64_t ph = tf_same_pad_total(x.size(2), opt_.kernel, opt_.stride);
+    const int64_t pw = tf_same_pad_total(x.size(3), opt_.kernel, opt_.stride);
     if (ph > 0 || pw > 0) x = torch::constant_pad_nd(x, {pw / 2, pw - pw / 2, ph / 2, ph - ph / 2}, 0.0);
   }
   if (folded()) {

@@ -21,6 +21,10 @@ torch::Tensor conv2d(const torch::Tensor& x, const torch::Tensor& weight, const 
 // follows TensorFlow's "SAME" rule (output = ceil(input / stride), the extra
 // pixel going to the bottom/right), which weights ported from TF need: for a
 // stride-2 conv on an even-sized input it differs from PyTorch's symmetric pad.
+// TensorFlow's "SAME" padding along one axis: the total pad that makes the
+// output ceil(size / stride); the extra pixel goes to the bottom/right.
+int64_t tf_same_pad_total(int64_t size, int64_t kernel, int64_t stride);
+
 struct ConvBnActOptions {
   int64_t in, out, kernel = 1, stride = 1, groups = 1;
   Activation act = Activation::SiLU;
@@ -39,6 +43,7 @@ class ConvBnActImpl : public torch::nn::Module {
   // as in eval mode, in training mode too (so do not train it afterwards).
   void fold_batchnorm();
   bool folded() const { return folded_bias_.defined(); }
+  const ConvBnActOptions& options() const { return opt_; }
   torch::nn::Conv2d conv{nullptr};
   torch::nn::BatchNorm2d bn{nullptr};
 
@@ -56,6 +61,7 @@ class SqueezeExciteImpl : public torch::nn::Module {
  public:
   SqueezeExciteImpl(int64_t channels, int64_t squeezed, Activation act);
   torch::Tensor forward(torch::Tensor x);
+  Activation activation() const { return act_; }
   torch::nn::Conv2d reduce{nullptr}, expand{nullptr};
 
  private:

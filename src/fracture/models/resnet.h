@@ -17,12 +17,15 @@ class ResNetBlockImpl : public torch::nn::Module {
   ResNetBlockImpl(int64_t in, int64_t planes, int64_t stride, bool bottleneck);
   torch::Tensor forward(torch::Tensor x);
   static int64_t expansion(bool bottleneck) { return bottleneck ? 4 : 1; }
+  bool bottleneck() const { return bottleneck_; }
 
- private:
-  bool bottleneck_;
+  // Public, as EfficientNet's, for the ONNX exporter to read.
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
   torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
   torch::nn::Sequential downsample{nullptr};
+
+ private:
+  bool bottleneck_;
 };
 TORCH_MODULE(ResNetBlock);
 
@@ -39,12 +42,14 @@ class ResNetImpl : public ClassifierImpl {
   int64_t num_classes() const override { return fc->options.out_features(); }
   void reset_classifier(int64_t num_classes) override;
   std::string classifier_prefix() const override { return "fc."; }
+  const std::vector<torch::nn::Sequential>& layers() const { return layers_; }
 
- private:
   torch::nn::Conv2d conv1{nullptr};
   torch::nn::BatchNorm2d bn1{nullptr};
-  std::vector<torch::nn::Sequential> layers_;
   torch::nn::Linear fc{nullptr};
+
+ private:
+  std::vector<torch::nn::Sequential> layers_;
   int64_t num_features_;
 };
 TORCH_MODULE(ResNet);

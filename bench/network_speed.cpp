@@ -1,0 +1,46 @@
+// The network alone, as `fracture predict` and the server run it
+// (Predictor::score: BatchNorm folded, channels-last, slices of a few
+// images), on random inputs of the model's size. For bench/onnx_peers.py,
+// which runs it beside ONNX Runtime and OpenVINO on the exported file.
+//
+//   network_speed MODEL BATCH SECONDS [THREADS]
+// prints one JSON line: {"images_per_s": ..., "passes": ..., "batch": ..., "size": ..., "threads": ...}
+#include <torch/torch.h>
+
+#include <chrono>
+#include <iostream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "fracture/predictor.h"
+
+int main(int argc, char** argv) {
+  if (argc < 4) {
+    std::cerr << "usage: network_speed MODEL BATCH SECONDS [THREADS]\n";
+    return 2;
+  }
+  const int batch = std::stoi(argv[2]);
+  const double seconds = std::stod(argv[3]);
+  if (argc > 4) torch::set_num_threads(std::stoi(argv[4]));
+  fracture::Predictor predictor(fracture::PredictorOptions{argv[1]});
+  const int size = predictor.info().preprocess.size;
+  torch::manual_seed(0);
+  std::vector<fracture::PreparedImage> images(batch);
+  for (auto& im : images) im.input = torch::randn({3, size, size});
+
+  using clock = std::chrono::steady_clock;
+  for (int i = 0; i < 2; ++i) predictor.score(images);  // warm-up: oneDNN builds its primitives
+  int passes = 0;
+  const auto start = clock::now();
+  double elapsed = 0;
+  while (elapsed < seconds) {
+    predictor.score(images);
+    ++passes;
+    elapsed = std::chrono::duration<double>(clock::now() - start).count();
+  }
+  std::cout << nlohmann::json{{"images_per_s", passes * batch / elapsed}, {"passes", passes}, {"batch", batch},
+                              {"size", size}, {"threads", torch::get_num_threads()}}
+                   .dump()
+            << "\n";
+}

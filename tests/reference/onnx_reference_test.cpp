@@ -1,0 +1,160 @@
+// `fracture export` against ONNX Runtime (PyPI, in .venv-onnx, which
+// scripts/setup.sh makes): the exported file must give fracture's own
+// probabilities within 1e-4, for the shipped models and for random networks
+// of every block kind the exporter writes. And the preprocessing its
+// metadata states, done in Python from the metadata alone, must reproduce
+// fracture's input tensor.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+
+#include "fracture/export/onnx.h"
+#include "fracture/models/registry.h"
+#include "fracture/predictor.h"
+#include "fracture/train/checkpoint.h"
+#include "fracture/train/inference.h"
+#include "fracture/util/atomic_file.h"
+#include "helpers.h"
+
+#ifndef FRACTURE_ONNX_PYTHON
+#error "FRACTURE_ONNX_PYTHON: the Python of the ONNX Runtime test environment"
+#endif
+
+using namespace fracture;
+namespace ft = fracture::testing;
+
+namespace {
+
+// A random network that still sees its input: convolutions He-initialised
+// on their fan-in (the builders' fan-out rule makes depthwise weights so
+// small that the signal dies and every image gets the same output);
+// BatchNorm away from identity, so that folding it into the convolutions is
+// really checked; a classifier scaled to the features so that the
+// probabilities are neither all 0 or 1 nor all alike.
+void randomise(models::ClassifierImpl& net, int size) {
+  torch::NoGradGuard no_grad;
+  for (auto& m : net.modules(/*include_self=*/false))
+    if (auto* conv = m->as<torch::nn::Conv2d>()) {
+      const auto& w = conv->weight;
+      conv->weight.normal_(0, std::sqrt(2.0 / (w.size(1) * w.size(2) * w.size(3))));
+    } else if (auto* bn = m->as<torch::nn::BatchNorm2d>()) {
+      bn->weight.uniform_(0.5, 1.5);
+      bn->bias.uniform_(-0.2, 0.2);
+      bn->running_mean.uniform_(-0.2, 0.2);
+      bn->running_var.uniform_(0.5, 2.0);
+    }
+  // The classifier sees the features' variation across inputs, not their
+  // common part: logits centred near 0, differing by ~1 between images.
+  net.eval();
+  const auto pooled = net.forward_features(torch::randn({4, 3, size, size})).mean({2, 3});  // [4, F]
+  const auto centre = pooled.mean(0);
+  const double spread = (pooled - centre).norm().item<double>() / 2 + 1e-6;
+  auto params = net.named_parameters();
+  auto& weight = params[net.classifier_prefix() + "weight"];
+  weight.normal_(0, 1.0 / spread);
+  params[net.classifier_prefix() + "bias"].copy_(-torch::mv(weight, centre));
+}
+
+std::string save_random_model(const std::string& path, const std::string& arch, int classes, int size,
+                              double cell_pooling, uint64_t seed) {
+  torch::manual_seed(seed);
+  const auto& spec = models::find_model(arch);
+  auto net = spec.build(classes);
+  randomise(*net, size);
+  train::ModelInfo info;
+  info.architecture = arch;
+  for (int c = 0; c < classes; ++c) info.class_names.push_back("class" + std::to_string(c));
+  info.preprocess.size = size;
+  info.preprocess.mean = spec.mean;
+  info.preprocess.std = spec.std;
+  info.threshold = 0.3;
+  info.cell_pooling = cell_pooling;
+  train::save_model(path, *net, info);
+  return path;
+}
+
+std::vector<float> read_floats(const std::string& path) {
+  const auto bytes = util::read_file(path);
+  std::vector<float> v(bytes.size() / sizeof(float));
+  std::memcpy(v.data(), bytes.data(), v.size() * sizeof(float));
+  return v;
+}
+
+// Exports `model_path`, scores `n` generated images of the input size with
+// fracture and with ONNX Runtime, and compares.
+void expect_onnx_runtime_agrees(const std::string& model_path, int n) {
+  SCOPED_TRACE(model_path);
+  ft::TempDir dir;
+  Predictor predictor(PredictorOptions{model_path});
+  const int size = predictor.info().preprocess.size;
+  const auto classes = static_cast<int64_t>(predictor.classes().size());
+  exporter::export_onnx(model_path, dir / "model.onnx");
+
+  std::vector<PreparedImage> images;
+  std::vector<torch::Tensor> inputs;
+  for (int i = 0; i < n; ++i) {
+    const auto path = dir / ("images/img" + std::to_string(i) + ".png");
+    ft::write_image(path, ft::synthetic_xray(size, size, 100 + i, i % 2 == 1));
+    images.push_back(predictor.prepare(util::read_file(path), path));
+    inputs.push_back(images.back().input);
+  }
+  const auto input = torch::stack(inputs).contiguous();
+  util::write_file_atomic(dir / "input.f32",
+                          std::string_view(static_cast<const char*>(input.data_ptr()), input.numel() * sizeof(float)));
+  const auto predictions = predictor.score(images);
+
+  const std::string command = std::string(FRACTURE_ONNX_PYTHON) + " " + FRACTURE_SOURCE_DIR +
+                              "/tests/reference/run_onnx.py " + dir.path.string();
+  ASSERT_EQ(std::system(command.c_str()), 0)
+      << command << " failed. Its environment is made by scripts/setup.sh (.venv-onnx: onnxruntime, numpy, pillow).";
+
+  const auto ort = read_floats(dir / "ort.f32"), recipe = read_floats(dir / "recipe.f32");
+  ASSERT_EQ(ort.size(), static_cast<size_t>(n * classes));
+  ASSERT_EQ(recipe.size(), ort.size());
+  double worst = 0, worst_recipe = 0, spread = 0;
+  int unsaturated = 0;
+  for (int i = 0; i < n; ++i) {
+    ASSERT_TRUE(predictions[i].ok()) << predictions[i].error;
+    for (int64_t c = 0; c < classes; ++c) {
+      const double ours = predictions[i].probabilities[c];
+      worst = std::max(worst, std::abs(ours - ort[i * classes + c]));
+      worst_recipe = std::max(worst_recipe, std::abs(ours - recipe[i * classes + c]));
+      unsaturated += ours > 0.01 && ours < 0.99;
+      spread = std::max(spread, std::abs(ours - predictions[0].probabilities[c]));
+    }
+  }
+  EXPECT_LE(worst, 1e-4) << "largest probability difference, ONNX Runtime on fracture's inputs";
+  EXPECT_LE(worst_recipe, 1e-4) << "largest probability difference, ONNX Runtime on the metadata's preprocessing";
+  EXPECT_GT(unsaturated, 0) << "every probability is 0 or 1: the comparison would prove little";
+  EXPECT_GT(spread, 0.02) << "every image gets the same probabilities: the network ignores its input";
+  std::ifstream diff(dir / "recipe_input_diff.txt");
+  double input_diff = 1;
+  diff >> input_diff;
+  EXPECT_LE(input_diff, 1e-6) << "the metadata's preprocessing differs from fracture's input";
+}
+
+}  // namespace
+
+TEST(OnnxExport, ShippedFractureModelMatchesOnnxRuntime) {
+  // EfficientNet-Lite0 (ReLU6, TF padding) at 384 px, with cell pooling.
+  expect_onnx_runtime_agrees(std::string(FRACTURE_SOURCE_DIR) + "/model/fracatlas.safetensors", 4);
+}
+
+TEST(OnnxExport, ShippedTypeModelMatchesOnnxRuntime) {
+  // Ten classes, average pooling and a linear head.
+  expect_onnx_runtime_agrees(std::string(FRACTURE_SOURCE_DIR) + "/model/bone-types.safetensors", 2);
+}
+
+TEST(OnnxExport, EveryBlockKindMatchesOnnxRuntime) {
+  ft::TempDir dir;
+  // Squeeze-excitation, SiLU and symmetric padding; three classes.
+  expect_onnx_runtime_agrees(save_random_model(dir / "b0.safetensors", "efficientnet_b0", 3, 96, 0, 1), 3);
+  // TF "SAME" padding at 70 px: strided convs meet even sizes (asymmetric
+  // pads: 70, 18) and odd ones (symmetric: 35, 9); cell pooling.
+  expect_onnx_runtime_agrees(save_random_model(dir / "lite.safetensors", "efficientnet_lite0", 2, 70, 2.0, 2), 3);
+  // ResNet basic blocks with cell pooling; bottleneck blocks.
+  expect_onnx_runtime_agrees(save_random_model(dir / "r18.safetensors", "resnet18", 2, 64, 8.0, 3), 3);
+  expect_onnx_runtime_agrees(save_random_model(dir / "r50.safetensors", "resnet50", 2, 64, 0, 4), 2);
+}
