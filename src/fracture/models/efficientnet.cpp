@@ -58,6 +58,7 @@ torch::Tensor MBConvImpl::forward(torch::Tensor x) {
   if (has_se()) y = se(y);
   y = project(y);
   if (!residual_) return y;
+  if (!torch::GradMode::is_enabled() && !is_training()) return y.add_(x);  // inference: no new buffer
   return x + drop_path(y, drop_path_, is_training());
 }
 

@@ -2,7 +2,18 @@
 
 namespace fracture::models {
 
-torch::Tensor activate(const torch::Tensor& x, Activation act) {
+torch::Tensor activate(torch::Tensor x, Activation act) {
+  // Without gradients (inference, feature caching) in place: every caller
+  // passes a fresh convolution output, and one activation-sized buffer a
+  // layer fewer is less memory traffic.
+  if (!torch::GradMode::is_enabled()) {
+    switch (act) {
+      case Activation::None: return x;
+      case Activation::ReLU: return torch::relu_(x);
+      case Activation::ReLU6: return torch::hardtanh_(x, 0.0, 6.0);
+      case Activation::SiLU: return torch::silu_(x);
+    }
+  }
   switch (act) {
     case Activation::None: return x;
     case Activation::ReLU: return torch::relu(x);
@@ -14,9 +25,12 @@ torch::Tensor activate(const torch::Tensor& x, Activation act) {
 
 torch::Tensor conv2d(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias, int64_t stride,
                      int64_t padding, int64_t groups) {
-  const bool one_cpu_image = x.dim() == 4 && x.size(0) == 1 && x.device().is_cpu() &&
-                             x.scalar_type() == torch::kFloat && weight.scalar_type() == torch::kFloat;
-  if (one_cpu_image && at::hasMKLDNN() && at::globalContext().userEnabledMkldnn()) {
+  // Inference at any batch size too: with one thread ATen sends batches of
+  // 2-15 to the same im2col path (3 img/s against 40 at batch 1, measured
+  // with bench/onnx_peers.py --threads 1).
+  const bool to_onednn = x.dim() == 4 && (x.size(0) == 1 || !torch::GradMode::is_enabled()) && x.device().is_cpu() &&
+                         x.scalar_type() == torch::kFloat && weight.scalar_type() == torch::kFloat;
+  if (to_onednn && at::hasMKLDNN() && at::globalContext().userEnabledMkldnn()) {
     const c10::optional<torch::Tensor> b = bias.defined() ? c10::optional<torch::Tensor>(bias) : c10::nullopt;
     return at::mkldnn_convolution(x, weight, b, {padding, padding}, {stride, stride}, {1, 1}, groups);
   }

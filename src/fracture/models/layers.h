@@ -5,7 +5,8 @@
 namespace fracture::models {
 
 enum class Activation { None, ReLU, ReLU6, SiLU };
-torch::Tensor activate(const torch::Tensor& x, Activation act);
+// Without gradients it works in place on x (callers pass fresh outputs).
+torch::Tensor activate(torch::Tensor x, Activation act);
 
 // torch::conv2d with square stride/padding and no dilation, except that a
 // single CPU image goes to oneDNN directly. Why: for a batch of 1, ATen sends
