@@ -27,13 +27,14 @@ import argparse
 import glob
 import json
 import os
-import re
 import statistics
 import struct
 import subprocess
 import sys
 import tempfile
 import time
+
+from serve_bench import predict_rate  # `fracture predict`'s own images/s line
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -141,12 +142,6 @@ def run_json(cmd):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def predict_rate(fracture, model, files):
-    r = subprocess.run([fracture, "predict", "-m", model] + files, capture_output=True, text=True, check=True)
-    m = re.search(r"predicted (\d+) images in ([0-9.]+) s", r.stderr)
-    return int(m.group(1)) / float(m.group(2))
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -200,7 +195,7 @@ def main():
                         precision[e] = out["precision"]
                     results.setdefault((e, size, batch), []).append(out["images_per_s"])
         if files:
-            results.setdefault(("predict", 384, 0), []).append(predict_rate(fracture, models[384], files))
+            results.setdefault(("predict", 384, 0), []).append(predict_rate(fracture, models[384], files)[0])
             out = run_json([py, __file__, "--worker", "files", models[384].replace(".safetensors", ".onnx"), "0", "0",
                             str(a.threads), "--files-list", files_list])
             results.setdefault(("python-ort", 384, 0), []).append(out["images_per_s"])
