@@ -74,7 +74,7 @@ TEST(AverageWeights, TrainingWritesTheMeanOfTheLastEpochsAndResumes) {
   o.image_size = 64;
   o.epochs = 3;
   o.batch_size = 8;
-  o.freeze = "last:1";
+  o.freeze = train::Freeze::parse("last:1");
   o.threads = 2;
   o.average_last = 2;
   const auto a = train::train(d, o);

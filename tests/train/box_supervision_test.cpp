@@ -75,7 +75,7 @@ train::TrainOptions box_options(const std::string& out) {
   o.batch_size = 8;
   o.lr = 3e-3;
   o.warmup_epochs = 0.5;
-  o.freeze = "last:2";
+  o.freeze = train::Freeze::parse("last:2");
   o.threads = 2;
   o.average_last = 0;
   o.box_loss = 1;
@@ -196,7 +196,7 @@ TEST(BoxSupervision, TurnsOffWhereBoxesCannotFollowAndSaysWhy) {
   o.feature_augment = true;
   EXPECT_EQ(train::train(d, o).boxed_images, 0);
   o.feature_augment = false;
-  o.freeze = "head";  // pooled features: no cells to supervise or pool
+  o.freeze = train::Freeze::parse("head");  // pooled features: no cells to supervise or pool
   const auto head = train::train(d, o);
   EXPECT_EQ(head.boxed_images, 0);
   EXPECT_EQ(head.cell_pooling, 0);

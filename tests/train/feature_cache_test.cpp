@@ -33,7 +33,7 @@ TEST(FeatureCache, DiskKeyFollowsTheDataTheSeedAndTheSize) {
   o.out_dir = dir / "run";
   o.image_size = 64;
   o.epochs = 1;
-  o.cache = "disk";
+  o.cache = train::FeatureCache::Disk;
   o.workers = 1;
   o.overwrite = true;  // each run below replaces the one before, keeping the cache files
   train::train(d, o);

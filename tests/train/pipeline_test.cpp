@@ -33,7 +33,7 @@ train::TrainOptions quick_options(const std::string& out, int image_size = 160, 
   o.warmup_epochs = 0.5;
   o.seed = 5;
   o.threads = 2;
-  o.freeze = freeze;
+  o.freeze = train::Freeze::parse(freeze);
   o.mixup = 0;  // the tests below check learning on tiny data; mixup has its own test
   o.average_last = 0;  // the best epoch is the model; averaging has its own tests (average_test.cpp)
   o.cell_pooling = 0;  // average pooling; cell pooling and boxes have their own tests (box_supervision_test.cpp)
@@ -148,10 +148,10 @@ TEST_F(Pipeline, FullFineTuningWithAugmentationRuns) {
   ft::make_square_dataset(dir, 6, 3, 64);
   const data::Dataset d = data::load_dataset(dir.path.string());
   auto o = quick_options(dir / "full", 64, 1, "full");
-  o.balance = "sampler";
+  o.balance = train::Balance::Sampler;
   o.ema_decay = 0.9;
   o.clip_grad_norm = 1.0;
-  o.optimizer = "sgd";
+  o.optimizer = train::Optimizer::Sgd;
   const auto r = train::train(d, o);
   EXPECT_EQ(r.history.size(), 1u);
   EXPECT_TRUE(std::isfinite(r.history[0].train_loss));

@@ -54,7 +54,16 @@ void add_train_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "Fine-tune a model from ImageNet weights on radiographs");
   auto o = std::make_shared<train::TrainOptions>();
   auto data_paths = std::make_shared<std::vector<std::string>>();
-  auto resize = std::make_shared<std::string>("stretch");
+  // Typed options arrive as text and are parsed in the callback (train/options.h).
+  struct Choices {
+    std::string resize = "stretch", freeze, optimizer, schedule, balance, cache;
+  };
+  auto choice = std::make_shared<Choices>();
+  choice->freeze = o->freeze.str();
+  choice->optimizer = train::to_string(o->optimizer);
+  choice->schedule = train::to_string(o->schedule);
+  choice->balance = train::to_string(o->balance);
+  choice->cache = train::to_string(o->cache);
   auto no_augment = std::make_shared<bool>(false);
   cmd->add_option("--config", "TOML file of options, keys named as these flags (a run's config.toml); flags given too win");
   cmd->add_option("--data", *data_paths,
@@ -65,22 +74,22 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("-m,--model", o->model, "Architecture (see `fracture models`)")->capture_default_str();
   cmd->add_option("--weights", o->weights, "Backbone weights file (torchvision/timm/lukemelas names) instead of the built-in ImageNet weights");
   cmd->add_flag("--from-scratch", o->from_scratch, "Random initialisation (no pretrained weights)");
-  cmd->add_option("--freeze", o->freeze, "What stays frozen: head (train the classifier only), last:K (train the last K stages too), full (train everything)")
+  cmd->add_option("--freeze", choice->freeze, "What stays frozen: head (train the classifier only), last:K (train the last K stages too), full (train everything)")
       ->capture_default_str();
   cmd->add_option("--size", o->image_size, "Input size in pixels (0: the model's native size, e.g. 224 for Lite0)")->capture_default_str();
-  cmd->add_option("--resize", *resize, "stretch (as the paper) or letterbox")->capture_default_str()->check(CLI::IsMember({"stretch", "letterbox"}));
+  cmd->add_option("--resize", choice->resize, "stretch (as the paper) or letterbox")->capture_default_str()->check(CLI::IsMember({"stretch", "letterbox"}));
   cmd->add_flag("--clahe", o->clahe, "Contrast-limited adaptive histogram equalisation before the network");
   cmd->add_option("--epochs", o->epochs, "Epochs")->capture_default_str();
   cmd->add_option("-b,--batch-size", o->batch_size, "Batch size")->capture_default_str();
-  cmd->add_option("--optimizer", o->optimizer, "adamw, adam or sgd")->capture_default_str()->check(CLI::IsMember({"adamw", "adam", "sgd"}));
+  cmd->add_option("--optimizer", choice->optimizer, "adamw, adam or sgd")->capture_default_str()->check(CLI::IsMember({"adamw", "adam", "sgd"}));
   cmd->add_option("--lr", o->lr, "Peak learning rate")->capture_default_str();
   cmd->add_option("--weight-decay", o->weight_decay, "Weight decay")->capture_default_str();
   cmd->add_option("--momentum", o->momentum, "SGD momentum (Nesterov)")->capture_default_str();
   cmd->add_option("--warmup", o->warmup_epochs, "Linear warm-up, in epochs")->capture_default_str();
-  cmd->add_option("--schedule", o->schedule, "After warm-up: cosine or constant")->capture_default_str()->check(CLI::IsMember({"cosine", "constant"}));
+  cmd->add_option("--schedule", choice->schedule, "After warm-up: cosine or constant")->capture_default_str()->check(CLI::IsMember({"cosine", "constant"}));
   cmd->add_option("--label-smoothing", o->label_smoothing, "Label smoothing")->capture_default_str();
   cmd->add_option("--mixup", o->mixup, "mixup: train on blends of pairs of inputs (cached feature maps or images) and their losses, weight ~ Beta(A, A) (0: off)")->capture_default_str();
-  cmd->add_option("--balance", o->balance, "Class imbalance: loss (class-weighted), sampler (balanced batches) or none")
+  cmd->add_option("--balance", choice->balance, "Class imbalance: loss (class-weighted), sampler (balanced batches) or none")
       ->capture_default_str()->check(CLI::IsMember({"loss", "sampler", "none"}));
   cmd->add_option("--source-weights", o->source_weights,
                   "With several sources: sampling weight of each, SOURCE=W,... (e.g. fracatlas=1,bone-fracture-yolo=0.5); "
@@ -105,7 +114,7 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--clip-grad", o->clip_grad_norm, "Gradient norm clipping (0: off)")->capture_default_str();
   cmd->add_option("--patience", o->patience, "Early stopping: epochs without validation ROC-AUC gain (0: off)")->capture_default_str();
   cmd->add_flag("--no-augment", *no_augment, "No train-time augmentation");
-  cmd->add_option("--cache", o->cache, "Frozen-feature cache: ram, disk (reused by --resume) or off")
+  cmd->add_option("--cache", choice->cache, "Frozen-feature cache: ram, disk (reused by --resume) or off")
       ->capture_default_str()->check(CLI::IsMember({"ram", "disk", "off"}));
   cmd->add_flag("--feature-augment", o->feature_augment, "With cached features: mirror and shift the cached feature maps each epoch (no extra caching cost)");
   cmd->add_option("--augment-views", o->cache_views,
@@ -134,7 +143,12 @@ void add_train_command(CLI::App& app) {
       "  fracture train --data runs/split.csv --freeze head --size 224 --out runs/head   # a 2-minute first look\n"
       "  fracture train --config runs/lite0/config.toml --out runs/again");
   cmd->callback([=] {
-    o->resize = train::parse_resize_mode(*resize);
+    o->resize = train::parse_resize_mode(choice->resize);
+    o->freeze = train::Freeze::parse(choice->freeze);
+    o->optimizer = train::parse_optimizer(choice->optimizer);
+    o->schedule = train::parse_schedule(choice->schedule);
+    o->balance = train::parse_balance(choice->balance);
+    o->cache = train::parse_feature_cache(choice->cache);
     o->augment = !*no_augment;
     train::validate_options(*o);  // every option checked before any work
     train::prepare_run_folder(*o);
@@ -158,7 +172,9 @@ void add_train_command(CLI::App& app) {
     try {
       r = train::train(d, *o, &g_stop);
     } catch (const train::Interrupted&) {
-      spdlog::warn("interrupted before the first epoch; nothing to resume yet");
+      spdlog::warn(std::filesystem::exists(o->out_dir + "/train_state.json")
+                       ? "interrupted before this invocation's first epoch; the run keeps its last committed epoch: continue with --resume"
+                       : "interrupted before the first epoch; nothing to resume yet");
       throw CLI::RuntimeError(kExitInterrupted);
     }
     std::signal(SIGINT, SIG_DFL);
