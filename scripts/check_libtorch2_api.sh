@@ -11,7 +11,7 @@ fmt_first=$(mktemp -d); trap 'rm -rf "$fmt_first"' EXIT; ln -s /usr/include/fmt 
 inc=(-I"$fmt_first" -I"$root/include" -I"$root/include/torch/csrc/api/include" -Isrc -I/usr/include/opencv4 -I/usr/include/dcmtk)
 status=0
 for f in src/fracture/*/*.cpp; do
-  if ! g++ -std=c++17 -fsyntax-only -DFRACTURE_VERSION='"check"' -DSPDLOG_FMT_EXTERNAL -DONNX_ML=1 -DONNX_NAMESPACE=onnx "${inc[@]}" "$f" 2>/tmp/libtorch2_check.err; then
+  if ! g++ -std=c++17 -fsyntax-only -DFRACTURE_VERSION='"check"' -DSPDLOG_FMT_EXTERNAL -DONNX_ML=1 -DONNX_NAMESPACE=onnx -DUSE_C10D_GLOO "${inc[@]}" "$f" 2>/tmp/libtorch2_check.err; then
     echo "FAIL $f"; head -20 /tmp/libtorch2_check.err; status=1
   fi
 done

@@ -12,6 +12,8 @@ packages=(
   libcpp-httplib-dev chromium chromium-driver
   # fracture export (ONNX)
   libonnx-dev libprotobuf-dev
+  # data-parallel training: the gloo headers that c10d's process group needs (train/distributed.cpp)
+  libgloo-dev
   # the sanitised build and the libFuzzer targets (scripts/sanitize.sh, scripts/fuzz.sh)
   clang libclang-rt-14-dev
   # setup (weight conversion) and reference tests only - never used at run time

@@ -3,7 +3,9 @@
 
 #include <array>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -283,4 +285,38 @@ TEST(Cli, ThreeClassModelEvaluatesAndPredicts) {
   r = run("predict -m " + rundir + "/best.safetensors " + test[0].first + " --cam " + (dir / "c3") + " --cam-class spiral");
   EXPECT_EQ(r.code, 2) << r.output;
   EXPECT_NE(r.output.find("bar, plain, square"), std::string::npos) << r.output;
+}
+
+// An archive split over processes: the shards are disjoint, cover every
+// input, and each writes its own file; a bad shard or torchrun without a
+// per-rank output is refused before any scoring.
+TEST(Cli, PredictShardsCoverTheInputsOnce) {
+  ft::TempDir dir;
+  const std::string scans = dir / "scans";
+  std::filesystem::create_directories(scans);
+  for (int i = 0; i < 7; ++i) cv::imwrite(scans + "/" + std::to_string(i) + ".png", ft::synthetic_xray(96, 120, 20 + i));
+  const auto whole = ft::run_cli("predict " + scans);
+  ASSERT_EQ(whole.code, 0) << whole.err;
+  std::multiset<std::string> all, merged;
+  std::istringstream lines(whole.out);
+  for (std::string line; std::getline(lines, line);) all.insert(line);
+  ASSERT_EQ(all.size(), 7u);
+  for (int s = 0; s < 3; ++s) {
+    const auto r = ft::run_cli("predict " + scans + " --shard " + std::to_string(s) + "/3 --out " + (dir / "p-{shard}.jsonl"));
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+    std::istringstream part(fracture::util::read_file(dir / ("p-" + std::to_string(s) + ".jsonl")));
+    for (std::string line; std::getline(part, line);) merged.insert(line);
+  }
+  EXPECT_EQ(merged, all) << "the shards' records, merged, are the whole run's";
+  for (const char* bad : {"3/3", "1", "-1/3", "1/0", "a/b", "1/2/3"}) {
+    const auto r = ft::run_cli("predict " + scans + " --shard " + bad);
+    EXPECT_EQ(r.code, 2) << bad;
+    EXPECT_NE(r.err.find("--shard: '" + std::string(bad) + "': must be I/N"), std::string::npos) << r.err;
+  }
+  const auto ranked = ft::run_cli("predict " + scans + " --out " + (dir / "same.jsonl"),
+                                  "WORLD_SIZE=2 RANK=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=29555");
+  EXPECT_EQ(ranked.code, 2);
+  EXPECT_NE(ranked.err.find("put {shard} in --out"), std::string::npos) << ranked.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "same.jsonl"));
 }

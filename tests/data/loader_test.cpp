@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <map>
+#include <memory>
+
 #include "data/fixtures.h"
 #include "fracture/data/loader.h"
 #include "fracture/util/atomic_file.h"
@@ -126,4 +129,51 @@ TEST(Loader, StopsCleanlyMidEpoch) {
   ASSERT_TRUE(loader->next());
   loader.reset();  // destructor joins the workers while batches are pending
   SUCCEED();
+}
+
+// Data-parallel ranks: each batch (the same on every rank) split by sample
+// index, every image as the whole batch has it (augmentation is seeded per
+// sample), a rank's part possibly empty but still delivered.
+TEST(Loader, ShardsSplitEveryBatchByIndex) {
+  ft::TempDir dir;
+  auto s = samples(dir, 13);
+  LoaderOptions o;
+  o.batch_size = 3;
+  o.shuffle = true;
+  o.seed = 5;
+  o.preprocess.size = 32;
+  o.augment.enabled = true;
+  DataLoader whole(s, o);
+  std::vector<std::unique_ptr<DataLoader>> shards;
+  for (int r = 0; r < 3; ++r) {
+    o.shard_rank = r;
+    o.shard_count = 3;
+    shards.push_back(std::make_unique<DataLoader>(s, o));
+    EXPECT_EQ(shards.back()->batches_per_epoch(), whole.batches_per_epoch());
+  }
+  whole.start_epoch(2);
+  for (auto& l : shards) l->start_epoch(2);
+  int empty_parts = 0;
+  while (auto b = whole.next()) {
+    std::map<size_t, torch::Tensor> image_of;
+    for (size_t k = 0; k < b->indices.size(); ++k) image_of[b->indices[k]] = b->images[static_cast<int64_t>(k)];
+    size_t covered = 0;
+    for (int r = 0; r < 3; ++r) {
+      auto part = shards[static_cast<size_t>(r)]->next();
+      ASSERT_TRUE(part) << "every rank has as many batches";
+      empty_parts += part->empty();
+
+      covered += part->indices.size();
+      for (size_t k = 0; k < part->indices.size(); ++k) {
+        EXPECT_EQ(part->indices[k] % 3, static_cast<size_t>(r));
+        ASSERT_TRUE(image_of.count(part->indices[k]));
+        EXPECT_TRUE(torch::equal(part->images[static_cast<int64_t>(k)], image_of.at(part->indices[k])));
+      }
+    }
+    EXPECT_EQ(covered, b->indices.size());
+  }
+  for (auto& l : shards) EXPECT_FALSE(l->next());
+  EXPECT_GT(empty_parts, 0) << "13 samples in batches of 3 over 3 ranks leave some part empty";
+  o.shard_rank = 3;
+  EXPECT_THROW(DataLoader(s, o), std::invalid_argument);
 }

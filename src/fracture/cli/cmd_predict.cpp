@@ -21,6 +21,7 @@
 #include "fracture/data/dataset.h"
 #include "fracture/data/image_io.h"
 #include "fracture/predictor.h"
+#include "fracture/train/distributed.h"
 #include "fracture/util/atomic_file.h"
 #include "fracture/util/hash.h"
 #include "fracture/util/paths.h"
@@ -60,6 +61,25 @@ std::vector<std::string> collect_inputs(const std::vector<std::string>& inputs) 
     }
   }
   return out;
+}
+
+// "I/N" -> {I, N}; under torchrun without --shard, {RANK, WORLD_SIZE}; else {0, 1}.
+std::pair<int, int> shard_of(const std::string& spec) {
+  if (spec.empty()) {
+    const auto world = train::world_from_environment();
+    return {world.rank, world.size};
+  }
+  const auto slash = spec.find('/');
+  try {
+    size_t used = 0;
+    const int i = std::stoi(spec.substr(0, slash), &used);
+    if (slash == std::string::npos || used != slash) throw std::invalid_argument("");
+    const int n = std::stoi(spec.substr(slash + 1), &used);
+    if (used != spec.size() - slash - 1 || n < 1 || i < 0 || i >= n) throw std::invalid_argument("");
+    return {i, n};
+  } catch (const std::exception&) {
+    throw CLI::ValidationError("--shard", "'" + spec + "': must be I/N with 0 <= I < N, e.g. 0/4");
+  }
 }
 
 // A heat map's file name: the image's stem and a hash of its whole path, so
@@ -163,7 +183,7 @@ int cam_class_index(const Predictor& predictor, const std::string& name) {
 void add_predict_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("predict", "Fracture probability for images (files, folders, CSV lists); optional heat maps");
   struct Args : InferenceFlags {
-    std::string out, format, cam, cam_class, types_model;
+    std::string out, format, cam, cam_class, types_model, shard;
     bool types = false;
     std::vector<std::string> inputs;
   };
@@ -173,6 +193,10 @@ void add_predict_command(CLI::App& app) {
   cmd->add_option("-o,--out", a->out, "Write here instead of standard output (.csv for CSV)");
   cmd->add_option("--format", a->format, "jsonl or csv (default: from --out, else jsonl)")->check(CLI::IsMember({"jsonl", "csv"}));
   cmd->add_option("--cam", a->cam, "Folder for Grad-CAM heat maps (PNG per image)");
+  cmd->add_option("--shard", a->shard,
+                  "Score only shard I of N (every Nth input from the Ith; 0-based), e.g. 2/8, for archives split "
+                  "over processes or machines; {shard} in --out becomes I. Under torchrun the rank's shard is "
+                  "the default");
   cmd->add_flag("--types", a->types,
                 "Also the fracture type (the built-in bone-types model, or --types-model): the most probable type "
                 "and every type's probability; meaningful for fractured images only");
@@ -189,12 +213,24 @@ void add_predict_command(CLI::App& app) {
       "Research use only - not a medical device.\n\n"
       "Examples:\n  fracture predict IMG0001.jpg                     # the built-in FracAtlas model\n"
       "  fracture predict -m runs/lite0/best.safetensors scans/ --out predictions.csv\n"
-      "  fracture predict -m runs/lite0/best.safetensors IMG0001.jpg --cam heatmaps/");
+      "  fracture predict -m runs/lite0/best.safetensors IMG0001.jpg --cam heatmaps/\n"
+      "  fracture predict archive/ --shard 0/4 --out preds-{shard}.jsonl   # one of 4 processes; then cat preds-*.jsonl");
   cmd->callback([a] {
     Predictor predictor(predictor_options(*a));
     const int cam_class = a->cam_class.empty() ? -1 : cam_class_index(predictor, a->cam_class);
-    const auto inputs = collect_inputs(a->inputs);
+    auto inputs = collect_inputs(a->inputs);
     if (inputs.empty()) throw std::runtime_error("no image files in the inputs given");
+    if (const auto [shard, shards] = shard_of(a->shard); shards > 1) {
+      std::vector<std::string> mine;
+      for (size_t i = static_cast<size_t>(shard); i < inputs.size(); i += static_cast<size_t>(shards)) mine.push_back(inputs[i]);
+      spdlog::info("shard {} of {}: {} of {} inputs", shard, shards, mine.size(), inputs.size());
+      inputs = std::move(mine);
+      const auto at = a->out.find("{shard}");
+      if (at != std::string::npos) a->out.replace(at, 7, std::to_string(shard));
+      else if (a->shard.empty())  // ranks started together would all write to one place
+        throw CLI::ValidationError("--out", "under torchrun each rank needs its own output: put {shard} in --out");
+      if (inputs.empty()) spdlog::warn("shard {} of {} holds no input", shard, shards);
+    }
     if (!a->cam.empty()) fs::create_directories(a->cam);
     const bool csv = a->format == "csv" || (a->format.empty() && has_csv_extension(a->out));
     std::ofstream file;

@@ -6,6 +6,8 @@
 #include <csignal>
 #include <filesystem>
 #include <iostream>
+#include <memory>
+#include <thread>
 
 #include "fracture/cli/commands.h"
 #include "fracture/cli/config_file.h"
@@ -13,6 +15,8 @@
 #include "fracture/data/dataset.h"
 #include "fracture/data/split.h"
 #include "fracture/train/checkpoint.h"
+#include "fracture/train/distributed.h"
+#include "fracture/train/launch.h"
 #include "fracture/train/trainer.h"
 #include "fracture/util/atomic_file.h"
 #include "fracture/util/hash.h"
@@ -65,6 +69,8 @@ void add_train_command(CLI::App& app) {
   choice->balance = train::to_string(o->balance);
   choice->cache = train::to_string(o->cache);
   auto no_augment = std::make_shared<bool>(false);
+  auto nproc = std::make_shared<int>(1);
+  auto dist_timeout = std::make_shared<int>(300);
   cmd->add_option("--config", "TOML file of options, keys named as these flags (a run's config.toml); flags given too win");
   cmd->add_option("--data", *data_paths,
                   "Split manifest (from `fracture split`), or a dataset folder to split now; "
@@ -128,6 +134,16 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--device", o->device, "auto, cpu or cuda[:N]")->capture_default_str();
   cmd->add_flag("--resume", o->resume, "Continue the run in --out from its last completed epoch (same options)");
   cmd->add_flag("--overwrite", o->overwrite, "Replace the run already in --out (without it, such a folder is refused)");
+  cmd->add_option("--nproc", *nproc,
+                  "Data-parallel training: start N local ranks (each its shard of every batch, gradients summed "
+                  "over Gloo); under torchrun leave it out, the ranks come from RANK/WORLD_SIZE")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
+  cmd->add_option("--dist-timeout", *dist_timeout,
+                  "Data-parallel training: seconds a rank waits for the others (rendezvous, each collective) "
+                  "before it ends the job with an error")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 86400));
   cmd->add_option("--stop-after", o->stop_after_epochs, "End this invocation after N epochs (continue later with --resume)")
       ->check(CLI::NonNegativeNumber);
   cmd->footer(
@@ -151,26 +167,61 @@ void add_train_command(CLI::App& app) {
     o->cache = train::parse_feature_cache(choice->cache);
     o->augment = !*no_augment;
     train::validate_options(*o);  // every option checked before any work
-    train::prepare_run_folder(*o);
+    const auto world = train::world_from_environment();
+    if (*nproc > 1) {
+      if (world.size > 1)
+        throw CLI::ValidationError("--nproc", "the ranks are started already (WORLD_SIZE is set, as under torchrun)");
+      auto args = train::own_command_line();
+      args.erase(args.begin());  // the program
+      for (size_t i = 0; i < args.size(); ++i)  // every rank is one process: no --nproc of its own
+        if (args[i] == "--nproc") {
+          args.erase(args.begin() + static_cast<long>(i), args.begin() + static_cast<long>(std::min(args.size(), i + 2)));
+          break;
+        } else if (args[i].rfind("--nproc=", 0) == 0) {
+          args.erase(args.begin() + static_cast<long>(i));
+          break;
+        }
+      if (o->threads == 0) {  // the cores shared among the ranks
+        args.push_back("--threads");
+        args.push_back(std::to_string(std::max(1u, std::thread::hardware_concurrency() / static_cast<unsigned>(*nproc))));
+      }
+      if (const int code = train::run_local_ranks(*nproc, args, std::chrono::seconds(*dist_timeout)); code != 0)
+        throw CLI::RuntimeError(code);
+      return;
+    }
+    std::unique_ptr<train::Communicator> comm;
+    if (world.size > 1) {
+      comm = std::make_unique<train::Communicator>(world, std::chrono::seconds(*dist_timeout));
+      if (world.rank > 0) spdlog::set_level(std::max(spdlog::level::warn, spdlog::get_level()));  // rank 0 reports
+    }
+    const bool writer = world.rank == 0;
+    if (writer) train::prepare_run_folder(*o);
     std::filesystem::create_directories(o->out_dir);
     // train.log keeps every info line, flushed per line, whatever -q says.
-    auto file_sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(o->out_dir + "/train.log", !o->resume);
-    file_sink->set_pattern("[%Y-%m-%d %H:%M:%S] %l %v");
-    file_sink->set_level(std::min(spdlog::level::info, console_log_level()));
-    spdlog::default_logger()->sinks().push_back(file_sink);
     struct DropSink {
-      ~DropSink() { spdlog::default_logger()->sinks().pop_back(); }
+      bool added = false;
+      ~DropSink() {
+        if (added) spdlog::default_logger()->sinks().pop_back();
+      }
     } drop_sink;
+    if (writer) {
+      auto file_sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(o->out_dir + "/train.log", !o->resume);
+      file_sink->set_pattern("[%Y-%m-%d %H:%M:%S] %l %v");
+      file_sink->set_level(std::min(spdlog::level::info, console_log_level()));
+      spdlog::default_logger()->sinks().push_back(file_sink);
+      drop_sink.added = true;
+    }
     std::signal(SIGINT, on_stop_signal);
     std::signal(SIGTERM, on_stop_signal);
-    if (!o->resume || !std::filesystem::exists(o->out_dir + "/config.toml"))
+    if (writer && (!o->resume || !std::filesystem::exists(o->out_dir + "/config.toml")))
       util::write_file_atomic(o->out_dir + "/config.toml", options_to_toml(*cmd));
-    const data::Dataset d = dataset_with_splits(*data_paths, o->out_dir, o->seed);
+    const data::Dataset d = dataset_with_splits(*data_paths, writer ? o->out_dir : "", o->seed);
     if (g_stop) throw CLI::RuntimeError(kExitInterrupted);
-    o->manifest_sha256 = util::sha256_hex(util::read_file(o->out_dir + "/split.csv"));
+    if (writer) o->manifest_sha256 = util::sha256_hex(util::read_file(o->out_dir + "/split.csv"));
+    if (comm) o->manifest_sha256 = comm->share_text(o->manifest_sha256);  // rank 0's, for every rank's recipe
     train::TrainResult r;
     try {
-      r = train::train(d, *o, &g_stop);
+      r = train::train(d, *o, &g_stop, comm.get());
     } catch (const train::Interrupted&) {
       spdlog::warn(std::filesystem::exists(o->out_dir + "/train_state.json")
                        ? "interrupted before this invocation's first epoch; the run keeps its last committed epoch: continue with --resume"

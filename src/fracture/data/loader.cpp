@@ -17,6 +17,8 @@ DataLoader::DataLoader(std::vector<Sample> samples, LoaderOptions options)
   if (opt_.batch_size < 1) throw std::invalid_argument("batch size must be >= 1");
   if (!opt_.sample_weights.empty() && opt_.sample_weights.size() != samples_.size())
     throw std::invalid_argument("sample_weights must have one weight per sample");
+  if (opt_.shard_count < 1 || opt_.shard_rank < 0 || opt_.shard_rank >= opt_.shard_count)
+    throw std::invalid_argument("shard_rank must be from 0 to shard_count - 1");
   // The loader's threads are the parallelism; OpenCV's own pool would oversubscribe.
   cv::setNumThreads(1);
 }
@@ -55,7 +57,10 @@ void DataLoader::start_epoch(int epoch) {
   for (size_t b = 0; b < order.size(); b += static_cast<size_t>(opt_.batch_size)) {
     const size_t e = std::min(order.size(), b + static_cast<size_t>(opt_.batch_size));
     if (opt_.drop_last && e - b < static_cast<size_t>(opt_.batch_size)) break;
-    batches_.emplace_back(order.begin() + static_cast<long>(b), order.begin() + static_cast<long>(e));
+    batches_.emplace_back();
+    for (size_t k = b; k < e; ++k)
+      if (order[k] % static_cast<size_t>(opt_.shard_count) == static_cast<size_t>(opt_.shard_rank))
+        batches_.back().push_back(order[k]);
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -180,7 +185,9 @@ std::optional<Batch> DataLoader::next() {
     ++next_to_deliver_;
     lock.unlock();
     consumed_.notify_all();
-    if (batch.indices.empty() && batch.failures.empty()) continue;
+    // Nothing to deliver; but a rank's empty part of a batch still counts:
+    // every rank takes part in every step.
+    if (batch.indices.empty() && batch.failures.empty() && opt_.shard_count == 1) continue;
     return batch;
   }
 }

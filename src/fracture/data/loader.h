@@ -37,6 +37,10 @@ struct LoaderOptions {
   // Optional sampling weights per sample (e.g. a class-balanced sampler):
   // each epoch then draws samples.size() indices with replacement.
   std::vector<double> sample_weights;
+  // Data-parallel training: of each batch (the same on every rank), only the
+  // samples with index % shard_count == shard_rank; a rank's part of a batch
+  // may be empty.
+  int shard_rank = 0, shard_count = 1;
 };
 
 // How the loader decodes a file for these options (at reduced scale where the

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <numeric>
@@ -23,6 +24,7 @@
 #include "fracture/models/weights_io.h"
 #include "fracture/train/box_supervision.h"
 #include "fracture/train/checkpoint.h"
+#include "fracture/train/distributed.h"
 #include "fracture/train/feature_augment.h"
 #include "fracture/train/frozen_features.h"
 #include "fracture/train/inference.h"
@@ -80,15 +82,22 @@ struct RunPlan {
   int64_t classes = 0;
   torch::Device device{torch::kCPU};
   std::optional<nlohmann::json> saved_state;  // with --resume, once an epoch has been committed
+  Communicator* comm = nullptr;  // data-parallel: the other ranks (distributed.h); null alone
+  bool writer = true;            // this process writes the run's files (alone, or rank 0)
 };
 
-RunPlan plan_run(const data::Dataset& dataset, const TrainOptions& o, const RunFolder& folder) {
+RunPlan plan_run(const data::Dataset& dataset, const TrainOptions& o, const RunFolder& folder, Communicator* comm) {
   validate_options(o);
-  prepare_run_folder(o);
-  fs::create_directories(o.out_dir);
-  if (const int n = util::remove_stale_temporaries(o.out_dir); n > 0)
-    spdlog::info("removed {} temporary files left in {} by an earlier run that was killed", n, o.out_dir);
   RunPlan plan;
+  plan.comm = comm;
+  plan.writer = !comm || comm->rank() == 0;
+  if (plan.writer) {
+    prepare_run_folder(o);
+    fs::create_directories(o.out_dir);
+    if (const int n = util::remove_stale_temporaries(o.out_dir); n > 0)
+      spdlog::info("removed {} temporary files left in {} by an earlier run that was killed", n, o.out_dir);
+  }
+  if (comm) comm->barrier();  // the folder is ready before any rank reads it
   // A resumed run continues the recipe it started with, or not at all.
   if (o.resume && fs::exists(folder.state_record())) plan.saved_state = folder.read_state(recipe_json(o));
   else if (o.resume) spdlog::warn("--resume: no {} yet; starting from the beginning", folder.state_record());
@@ -150,6 +159,11 @@ TrainableModel build_model(const RunPlan& plan, const TrainOptions& o) {
   if (m.net->num_classes() != plan.classes) m.net->reset_classifier(plan.classes);
   m.net->to(plan.device);
   models::use_channels_last_if_it_pays(*m.net, plan.device);
+  if (plan.comm) {  // every replica starts from rank 0's weights (its new head included)
+    std::vector<torch::Tensor> state;
+    for (auto& [name, t] : models::module_state(*m.net)) state.push_back(t);
+    plan.comm->broadcast(state);
+  }
   m.pre.size = o.image_size > 0 ? o.image_size : spec.input_size;
   m.pre.resize = o.resize;
   m.pre.clahe = o.clahe;
@@ -195,8 +209,15 @@ TrainableModel build_model(const RunPlan& plan, const TrainOptions& o) {
 struct TrainingData {
   torch::Tensor class_weight;          // --balance loss
   std::vector<double> sample_weights;  // per training row; empty: each once per epoch
-  FeatureSets features;                // with the cache
-  std::unique_ptr<data::DataLoader> train_loader, val_loader;  // without it
+  // This process's part of each split: all of it alone, a rank's shard
+  // (sample index % ranks == rank) in data-parallel training.
+  std::vector<data::Sample> train_part, val_part;
+  FeatureSets features;                // with the cache, of the parts
+  // The epoch order runs over n_train items (cached rows alone; the training
+  // set's samples with ranks, so that every rank draws the same order);
+  // local_row[item]: its row in features.train, -1 when another rank has it.
+  std::vector<int64_t> local_row;
+  std::unique_ptr<data::DataLoader> train_loader, val_loader;  // without the cache
   int64_t n_train = 0, n_views = 1;
   int64_t steps_per_epoch = 0, total_steps = 0, warmup_steps = 0;
 };
@@ -227,12 +248,33 @@ TrainingData prepare_data(const RunPlan& plan, TrainableModel& m, const TrainOpt
            (it == source_weight.end() ? 1.0 : it->second);
   };
 
+  // The shards: each rank reads (and caches) its own samples only.
+  std::vector<size_t> train_global;  // train_part[j] is train_set[train_global[j]]
+  for (size_t i = 0; i < train_set.size(); ++i)
+    if (!plan.comm || static_cast<int>(i % static_cast<size_t>(plan.comm->size())) == plan.comm->rank()) {
+      train_global.push_back(i);
+      d.train_part.push_back(train_set[i]);
+    }
+  for (size_t i = 0; i < plan.val_set.size(); ++i)
+    if (!plan.comm || static_cast<int>(i % static_cast<size_t>(plan.comm->size())) == plan.comm->rank())
+      d.val_part.push_back(plan.val_set[i]);
+
   if (m.use_cache) {
-    d.features = cache_features(*m.net, m.first, o, m.pre, train_set, plan.val_set, plan.device, stop);
-    if (weighted)  // over the readable samples, the cache's rows
-      for (size_t r : d.features.train.index) d.sample_weights.push_back(sampling_weight(train_set[r]));
-    d.n_train = d.features.train.y.size(0);
-    d.n_views = d.features.train.x.size(0) / d.n_train;
+    d.features = cache_features(*m.net, m.first, o, m.pre, d.train_part, d.val_part, plan.device, stop);
+    const int64_t rows = d.features.train.y.size(0);
+    if (!plan.comm) {  // the order runs over the readable samples, the cache's rows
+      if (weighted)
+        for (size_t r : d.features.train.index) d.sample_weights.push_back(sampling_weight(train_set[r]));
+      d.local_row.resize(static_cast<size_t>(rows));
+      std::iota(d.local_row.begin(), d.local_row.end(), 0);
+    } else {  // over every training sample, the same on every rank
+      if (weighted)
+        for (const auto& s : train_set) d.sample_weights.push_back(sampling_weight(s));
+      d.local_row.assign(train_set.size(), -1);
+      for (int64_t r = 0; r < rows; ++r) d.local_row[train_global[d.features.train.index[static_cast<size_t>(r)]]] = r;
+    }
+    d.n_train = static_cast<int64_t>(d.local_row.size());
+    d.n_views = d.features.train.x.size(0) / rows;
     d.steps_per_epoch = (d.n_train + o.batch_size - 1) / o.batch_size;
   } else {
     if (weighted)
@@ -247,11 +289,13 @@ TrainingData prepare_data(const RunPlan& plan, TrainableModel& m, const TrainOpt
     lo.preprocess = m.pre;
     lo.augment.enabled = o.augment;
     lo.sample_weights = d.sample_weights;
+    if (plan.comm) lo.shard_rank = plan.comm->rank(), lo.shard_count = plan.comm->size();
     d.train_loader = std::make_unique<data::DataLoader>(train_set, lo);
     lo.shuffle = lo.drop_last = lo.augment.enabled = false;
     lo.sample_weights.clear();
+    lo.shard_rank = 0, lo.shard_count = 1;
     lo.batch_size = std::max(o.batch_size, 32);
-    d.val_loader = std::make_unique<data::DataLoader>(plan.val_set, lo);
+    d.val_loader = std::make_unique<data::DataLoader>(d.val_part, lo);
     d.n_train = static_cast<int64_t>(train_set.size());
     // Known before any epoch starts (starting one just to count its batches
     // would decode and throw away the first prefetched batches).
@@ -281,7 +325,12 @@ BoxSupervision prepare_box_supervision(const RunPlan& plan, TrainableModel& m, c
     h = f.size(2);
     w = f.size(3);
   }
-  b.targets = box_targets(plan.train_set, d.features.train.index, h, w);
+  b.targets = box_targets(d.train_part, d.features.train.index, h, w);
+  if (plan.comm) {  // every rank decides alike, on the boxes of all shards
+    const auto boxed = torch::tensor({static_cast<float>(b.targets.boxed)});
+    plan.comm->all_reduce_sum({boxed});
+    b.targets.boxed = static_cast<int64_t>(boxed.item<float>());
+  }
   if (b.targets.boxed == 0) {
     spdlog::warn("box supervision off: {}", kNoBoxes);
     m.box_weight = 0;
@@ -325,13 +374,17 @@ class EpochLoop {
     info_.preprocess = m.pre;
     info_.cell_pooling = m.cell_pooling;
     first_averaged_ = std::max(1, o.epochs - o.average_last + 1);
+    if (plan.comm)
+      for (int stage = m.first; stage < m.stages; ++stage)
+        for (auto& module : m.net->stage_modules(stage))
+          for (auto& buffer : module->buffers()) trainable_buffers_.push_back(buffer);
   }
 
   // Phase 5: a resumed run continues from the epoch its state record names,
   // from that epoch's own files.
   void restore(const nlohmann::json& st) {
     start_epoch_ = st.at("epochs_done").get<int>();
-    folder_.after_commit(start_epoch_);
+    if (plan_.writer) folder_.after_commit(start_epoch_);
     const std::string model_file = folder_.state_file(start_epoch_, "model.safetensors");
     models::load_into(*m_.net, models::load_safetensors(model_file).tensors, model_file);
     torch::serialize::InputArchive ar;
@@ -390,14 +443,14 @@ class EpochLoop {
     const bool finished = !result_.history.empty() && result_.history.back().epoch == o_.epochs;
     if (averaging && finished) {
       average_last_epochs();
-    } else if (averaging && !result_.interrupted && result_.early_stopped) {
+    } else if (averaging && !result_.interrupted && result_.early_stopped && plan_.writer) {
       spdlog::warn("--average {}: training stopped early, so the best epoch is copied to {} instead of an average",
                    o_.average_last, folder_.model());
       util::write_file_atomic(folder_.model(), util::read_file(folder_.best_epoch_model()));
     }
     // Until an averaged run has finished, its best model so far is the best epoch.
     if (averaging && !finished && !result_.early_stopped) result_.model = folder_.best_epoch_model();
-    if (result_.best_epoch > 0) {
+    if (result_.best_epoch > 0 && plan_.writer) {
       // The operating threshold travels with the model; a copy for people.
       util::write_file_atomic(folder_.file("threshold.json"),
                               nlohmann::json{{"model", fs::path(result_.model).filename().string()},
@@ -412,7 +465,9 @@ class EpochLoop {
   }
 
  private:
-  bool stopped() const { return stop_ && *stop_; }
+  bool local_stop() const { return stop_ && *stop_; }
+  // With ranks, every rank stops at the same step (train_step_sharded).
+  bool stopped() const { return plan_.comm ? consensus_stop_ : local_stop(); }
 
   torch::Tensor forward_trainable(const torch::Tensor& x) {
     if (m_.use_cache && d_.features.train.pooled) return m_.net->forward_head(x.view({x.size(0), x.size(1), 1, 1}));
@@ -443,14 +498,16 @@ class EpochLoop {
 
   struct EpochProgress {
     util::Progress bar;
-    int64_t step = 0, seen = 0;
+    int64_t step = 0, seen = 0, steps = 0;
     double loss_sum = 0, lr = 0;
+    double sync_seconds = 0;  // with ranks: waiting in collectives (gradients, totals, BatchNorm statistics)
     double mean_loss() const { return loss_sum / std::max<double>(1, static_cast<double>(seen)); }
   };
 
   // One optimiser step. rows: the batch's rows of the cached training set
   // (for box targets).
   void train_step(EpochProgress& p, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& rows) {
+    if (plan_.comm) return train_step_sharded(p, x, y, rows);
     p.lr = lr_at(p.step++, d_.total_steps, d_.warmup_steps, o_.lr, o_.schedule);
     for (auto& group : optimizer_->param_groups()) group.options().set_lr(p.lr);
     optimizer_->zero_grad();
@@ -488,6 +545,115 @@ class EpochLoop {
     p.bar.advance(x.size(0), fmt::format("loss {:.4f}", p.loss_sum / static_cast<double>(p.seen)));
   }
 
+
+  // The data-parallel step. The batch's loss is normalised by the whole
+  // batch's weight (every rank's part), and the ranks sum their gradients:
+  // every replica takes the step one process would take on the whole batch.
+  // Not shared: BatchNorm's batch statistics (each rank its own part) and
+  // mixup's pairs (within a rank's part).
+  void train_step_sharded(EpochProgress& p, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& rows) {
+    p.lr = lr_at(p.step++, d_.total_steps, d_.warmup_steps, o_.lr, o_.schedule);
+    for (auto& group : optimizer_->param_groups()) group.options().set_lr(p.lr);
+    optimizer_->zero_grad();
+    const auto dev = plan_.device;
+    const int64_t n = x.defined() ? x.size(0) : 0;
+    const auto yd = n > 0 ? y.to(dev) : torch::Tensor();
+    const double weight = n == 0                        ? 0.0
+                          : d_.class_weight.defined() ? d_.class_weight.index_select(0, yd).sum().item<double>()
+                                                      : static_cast<double>(n);
+    // The whole batch: its size, its weight, and whether a rank was asked to stop.
+    const auto totals = torch::tensor({static_cast<float>(n), static_cast<float>(weight), local_stop() ? 1.f : 0.f});
+    auto timed = [&p](auto&& collective) {
+      const auto t0 = std::chrono::steady_clock::now();
+      collective();
+      p.sync_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    };
+    ++p.steps;
+    timed([&] { plan_.comm->all_reduce_sum({totals}); });
+    const auto whole_n = static_cast<int64_t>(totals[0].item<float>());
+    const double whole_weight = totals[1].item<float>();
+    if (totals[2].item<float>() > 0) {
+      consensus_stop_ = true;
+      return;
+    }
+    torch::Tensor loss, cells, mask, known;
+    if (m_.box_weight > 0 && n > 0) {
+      mask = boxes_.targets.mask.index_select(0, rows);
+      known = boxes_.targets.known.index_select(0, rows);
+    }
+    auto ce_sum = [&](const torch::Tensor& logits, const torch::Tensor& target) {
+      auto opts = torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(o_.label_smoothing).reduction(torch::kSum);
+      if (d_.class_weight.defined()) opts.weight(d_.class_weight);
+      return torch::nn::functional::cross_entropy(logits, target, opts);
+    };
+    const bool mix = o_.mixup > 0 && whole_n > 1;
+    double lam = 1;
+    if (mix) {  // every rank draws the same blend weight, as one process would
+      std::gamma_distribution<double> gamma(o_.mixup, 1.0);
+      const double g1 = gamma(order_rng_), g2 = gamma(order_rng_);
+      lam = g1 / (g1 + g2);
+    }
+    if (n > 0) {
+      if (mix) {
+        auto perm = torch::randperm(n, torch::kLong);
+        auto mixed = (lam * x + (1 - lam) * x.index_select(0, perm)).contiguous(x.suggest_memory_format());
+        auto logits = forward_train(mixed.to(dev), cells);
+        loss = lam * ce_sum(logits, yd) + (1 - lam) * ce_sum(logits, yd.index_select(0, perm.to(dev)));
+        if (cells.defined()) {
+          mask = lam * mask + (1 - lam) * mask.index_select(0, perm);
+          known = known * known.index_select(0, perm);
+        }
+      } else {
+        loss = ce_sum(forward_train(x.to(dev), cells), yd);
+      }
+      loss = loss / whole_weight;
+    }
+    if (m_.box_weight > 0) {  // box_loss's two halves, over the whole batch's cells
+      torch::Tensor pos, neg;
+      auto counts = torch::zeros({2});
+      if (cells.defined()) {
+        const auto k = known.to(dev).view({-1, 1, 1, 1}).expand_as(mask);
+        pos = mask.to(dev) * k;
+        neg = (1 - mask.to(dev)) * k;
+        counts = torch::stack({pos.sum(), neg.sum()}).to(torch::kCPU).to(torch::kFloat);
+      }
+      timed([&] { plan_.comm->all_reduce_sum({counts}); });
+      if (cells.defined()) {
+        const auto bce = torch::nn::functional::binary_cross_entropy_with_logits(
+            cells, mask.to(dev), torch::nn::functional::BinaryCrossEntropyWithLogitsFuncOptions().reduction(torch::kNone));
+        loss = loss + m_.box_weight * (0.5 * (bce * pos).sum() / std::max(1.f, counts[0].item<float>()) +
+                                       0.5 * (bce * neg).sum() / std::max(1.f, counts[1].item<float>()));
+      }
+    }
+    if (n > 0) loss.backward();
+    // The sum of every rank's gradients, in buckets; with the loss, and which
+    // gradients any rank has (an optimiser leaves a parameter without one alone).
+    std::vector<torch::Tensor> bucket;
+    std::vector<float> has_grad;
+    for (auto& prm : m_.params) {
+      has_grad.push_back(prm.grad().defined() ? 1.f : 0.f);
+      if (!prm.grad().defined()) prm.mutable_grad() = torch::zeros_like(prm);
+      bucket.push_back(prm.grad());
+    }
+    const auto any_grad = torch::tensor(has_grad);
+    const auto loss_value = torch::tensor({n > 0 ? loss.item<float>() : 0.f});
+    bucket.push_back(any_grad);
+    bucket.push_back(loss_value);
+    timed([&] { plan_.comm->all_reduce_sum(bucket); });
+    for (size_t i = 0; i < m_.params.size(); ++i)
+      if (any_grad[static_cast<int64_t>(i)].item<float>() == 0) m_.params[i].mutable_grad() = torch::Tensor();
+    if (o_.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(m_.params, o_.clip_grad_norm);
+    optimizer_->step();
+    // BatchNorm's running statistics saw only this rank's part: rank 0's go
+    // to every replica (as PyTorch's DDP broadcasts buffers), so that they
+    // stay the same model.
+    if (!trainable_buffers_.empty()) timed([&] { plan_.comm->broadcast(trainable_buffers_); });
+    if (ema_) ema_->update();
+    p.loss_sum += loss_value.item<float>() * static_cast<double>(whole_n);
+    p.seen += whole_n;
+    p.bar.advance(whole_n, fmt::format("loss {:.4f}", p.loss_sum / static_cast<double>(std::max<int64_t>(1, p.seen))));
+  }
+
   // The cached rows in this epoch's order: shuffled, or drawn by weight with
   // replacement; each with one of its cached views.
   void train_cached_epoch(EpochProgress& p) {
@@ -500,17 +666,25 @@ class EpochLoop {
       std::iota(order.begin(), order.end(), 0);
       std::shuffle(order.begin(), order.end(), order_rng_);
     }
-    std::vector<int64_t> rows(order.size());
+    std::vector<int64_t> views(order.size(), 0);
     std::uniform_int_distribution<int64_t> pick_view(0, d_.n_views - 1);
-    for (size_t k = 0; k < order.size(); ++k) rows[k] = (d_.n_views > 1 ? pick_view(order_rng_) : 0) * n + order[k];
-    auto idx_all = torch::tensor(order), rows_all = torch::tensor(rows);
+    if (d_.n_views > 1)
+      for (auto& v : views) v = pick_view(order_rng_);
     const auto& cached = d_.features.train;
+    const int64_t rows = cached.y.size(0);
     for (int64_t b = 0; b < n && !stopped(); b += o_.batch_size) {
       const int64_t e = std::min(n, b + o_.batch_size);
-      auto x = cached.x.index_select(0, rows_all.slice(0, b, e));
-      if (m_.augment_features) x = augment_feature_maps(x);
-      const auto batch_rows = idx_all.slice(0, b, e);
-      train_step(p, x, cached.y.index_select(0, batch_rows), batch_rows);
+      // This process's rows of the batch (all of them alone), and their views.
+      std::vector<int64_t> batch_rows, view_rows;
+      for (int64_t k = b; k < e; ++k)
+        if (const int64_t r = d_.local_row[static_cast<size_t>(order[static_cast<size_t>(k)])]; r >= 0) {
+          batch_rows.push_back(r);
+          view_rows.push_back(views[static_cast<size_t>(k)] * rows + r);
+        }
+      auto x = cached.x.index_select(0, torch::tensor(view_rows, torch::kLong));
+      if (m_.augment_features && x.size(0) > 0) x = augment_feature_maps(x);
+      const auto idx = torch::tensor(batch_rows, torch::kLong);
+      train_step(p, x, cached.y.index_select(0, idx), idx);
     }
   }
 
@@ -519,7 +693,7 @@ class EpochLoop {
     while (!stopped()) {
       auto batch = d_.train_loader->next();
       if (!batch) break;
-      if (batch->empty()) continue;
+      if (batch->empty() && !plan_.comm) continue;  // a rank steps with the others even with nothing to add
       train_step(p, batch->images, batch->labels, {});
     }
   }
@@ -529,7 +703,10 @@ class EpochLoop {
     // Every epoch's randomness (order, dropout, augmentation) derives from
     // (seed, epoch) alone, so a resumed run continues exactly as an unbroken one.
     order_rng_.seed(util::mix_seed(o_.seed, static_cast<uint64_t>(epoch), 0xfeed));
-    torch::manual_seed(util::mix_seed(o_.seed, static_cast<uint64_t>(epoch), 0xd209));
+    // With ranks, each its own stream (dropout, mixup's pairs): one stream
+    // on every rank would give every rank's part the same masks.
+    const uint64_t rank = plan_.comm ? static_cast<uint64_t>(plan_.comm->rank()) : 0;
+    torch::manual_seed(util::mix_seed(o_.seed, static_cast<uint64_t>(epoch), 0xd209) + rank);
     m_.net->train();
     set_frozen(*m_.net, m_.first);
     EpochProgress p{util::Progress(fmt::format("epoch {}/{}", epoch + 1, o_.epochs), d_.n_train)};
@@ -545,6 +722,10 @@ class EpochLoop {
       return std::nullopt;
     }
     p.bar.finish(fmt::format("loss {:.4f}", p.mean_loss()));
+    if (plan_.comm && p.steps > 0)  // the time a rank waits includes the others' slower work
+      spdlog::info("rank {} of {}: {:.1f} ms per step in collectives, {:.0f}% of the epoch's {:.1f} s",
+                   plan_.comm->rank(), plan_.comm->size(), 1e3 * p.sync_seconds / static_cast<double>(p.steps),
+                   100 * p.sync_seconds / std::max(1e-9, p.bar.elapsed_seconds()), p.bar.elapsed_seconds());
     EpochRecord rec;
     rec.epoch = epoch + 1;
     rec.train_loss = p.mean_loss();
@@ -558,7 +739,7 @@ class EpochLoop {
     torch::NoGradGuard g;
     m_.net->eval();
     ValidationOutput out;
-    const auto& val_set = plan_.val_set;
+    const auto& val_set = d_.val_part;  // this process's part
     if (m_.use_cache) {
       const auto& cached = d_.features.val;
       std::vector<torch::Tensor> ps;
@@ -578,8 +759,31 @@ class EpochLoop {
       for (size_t i = 0; i < val_set.size(); ++i)
         if (oa[static_cast<int64_t>(i)]) out.sources.push_back(val_set[i].source);
     }
+    if (plan_.comm) gather_validation(out);
     out.loss = torch::nll_loss(torch::log(out.probs.clamp_min(1e-7)), out.labels).item<double>();
     return out;
+  }
+
+  // Every rank's validation rows, on every rank (so that all select alike):
+  // probabilities, label and source travel as the columns of one table.
+  void gather_validation(ValidationOutput& out) const {
+    std::vector<std::string> names;
+    for (const auto& s : plan_.val_set) names.push_back(s.source);
+    std::sort(names.begin(), names.end());
+    names.erase(std::unique(names.begin(), names.end()), names.end());
+    std::vector<float> codes;
+    for (const auto& s : out.sources)
+      codes.push_back(static_cast<float>(std::lower_bound(names.begin(), names.end(), s) - names.begin()));
+    const int64_t c = plan_.classes;
+    const auto local = torch::cat({out.probs.view({-1, c}).to(torch::kFloat), out.labels.to(torch::kFloat).view({-1, 1}),
+                                   torch::tensor(codes).view({-1, 1})},
+                                  1);
+    const auto all = plan_.comm->all_gather_rows(local);
+    out.probs = all.slice(1, 0, c).contiguous();
+    out.labels = all.select(1, c).round().to(torch::kLong).contiguous();
+    out.sources.clear();
+    const auto code = all.select(1, c + 1).round().to(torch::kLong);
+    for (int64_t i = 0; i < code.size(0); ++i) out.sources.push_back(names.at(static_cast<size_t>(code[i].item<int64_t>())));
   }
 
   // The operating threshold, chosen on these validation probabilities.
@@ -636,8 +840,10 @@ class EpochLoop {
     info_.extra = summary(v);
     info_.extra["epoch"] = rec.epoch;
     info_.extra.update(provenance());
-    save_model(folder_.best_epoch_model(), *m_.net, info_);
-    util::crash_point("epoch end: best model written");
+    if (plan_.writer) {
+      save_model(folder_.best_epoch_model(), *m_.net, info_);
+      util::crash_point("epoch end: best model written");
+    }
     result_.threshold = info_.threshold;
   }
 
@@ -645,6 +851,10 @@ class EpochLoop {
   // model, snapshots, metrics) are written again, the same, when the epoch is
   // trained again after a resume.
   void commit(int epoch) {
+    if (!plan_.writer) {  // rank 0 writes; the others only go back to the raw weights
+      if (ema_) ema_->swap();
+      return;
+    }
     ModelInfo last_info = info_;
     last_info.extra["epoch"] = epoch;
     save_model(folder_.state_file(epoch, "model.safetensors"), *m_.net, last_info);
@@ -692,7 +902,12 @@ class EpochLoop {
     std::vector<std::string> snapshots;
     for (int e = first_averaged_; e <= o_.epochs; ++e) snapshots.push_back(folder_.snapshot(e));
     result_.averaged = fmt::format("average of epochs {}-{}", first_averaged_, o_.epochs);
-    models::load_into(*m_.net, average_weights(snapshots), result_.averaged);
+    if (plan_.writer) models::load_into(*m_.net, average_weights(snapshots), result_.averaged);
+    if (plan_.comm) {  // rank 0 read the snapshots; every rank validates the average
+      std::vector<torch::Tensor> state;
+      for (auto& [name, t] : models::module_state(*m_.net)) state.push_back(t);
+      plan_.comm->broadcast(state);
+    }
     const auto val = validate();
     const ValidationScore v = score_validation(val.probs, val.labels, val.sources);
     result_.model_val_auc = v.auc;
@@ -702,7 +917,7 @@ class EpochLoop {
     info_.extra["best_epoch"] = result_.best_epoch;
     info_.extra["best_epoch_val_roc_auc"] = result_.best_val_auc;
     info_.extra.update(provenance());
-    save_model(folder_.model(), *m_.net, info_);
+    if (plan_.writer) save_model(folder_.model(), *m_.net, info_);
     result_.threshold = info_.threshold;
     spdlog::info("{}: val loss {:.4f}, val ROC-AUC {:.4f}{}, AP {:.4f}", result_.averaged, val.loss,
                  result_.model_val_auc, by_source_text(v), v.ap);
@@ -721,15 +936,18 @@ class EpochLoop {
   TrainResult result_;
   ModelInfo info_;
   int start_epoch_ = 0, since_best_ = 0, first_averaged_ = 1;
+  bool consensus_stop_ = false;  // a rank was asked to stop
+  std::vector<torch::Tensor> trainable_buffers_;  // with ranks: the trainable stages' BatchNorm statistics
   std::mt19937_64 order_rng_{util::mix_seed(0, 0xfeed)};  // reseeded each epoch
 };
 
 }  // namespace
 
-TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std::atomic<bool>* stop) {
+TrainResult train(const data::Dataset& dataset, const TrainOptions& o, const std::atomic<bool>* stop,
+                  Communicator* comm) {
   const auto t_start = std::chrono::steady_clock::now();
   const RunFolder folder(o.out_dir, o.average_last > 0);
-  RunPlan plan = plan_run(dataset, o, folder);
+  RunPlan plan = plan_run(dataset, o, folder, comm && comm->size() > 1 ? comm : nullptr);
   TrainableModel model = build_model(plan, o);
   TrainingData data = prepare_data(plan, model, o, stop);
   BoxSupervision boxes = prepare_box_supervision(plan, model, data);

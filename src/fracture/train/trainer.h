@@ -58,9 +58,15 @@ struct TrainResult {
   double seconds = 0;
 };
 
+class Communicator;
+
 // Trains on dataset.subset("train"), selects on "val". `stop` (e.g. set by
 // Ctrl-C) ends training after the current batch; the last completed epoch
-// stays resumable with options.resume.
-TrainResult train(const data::Dataset& dataset, const TrainOptions& options, const std::atomic<bool>* stop = nullptr);
+// stays resumable with options.resume. With `comm` (distributed.h), this
+// process is one rank of a data-parallel run: every rank calls train() with
+// the same data and options, reads its own shard, and rank 0 alone writes
+// the run's files (a --resume reads them on every rank: one file system).
+TrainResult train(const data::Dataset& dataset, const TrainOptions& options, const std::atomic<bool>* stop = nullptr,
+                  Communicator* comm = nullptr);
 
 }  // namespace fracture::train
