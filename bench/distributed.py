@@ -6,7 +6,7 @@ process, and the same comparison made with PyTorch's own DDP.
     bench/distributed.py --rounds 1      # quick
 
 The work: ResNet-18 (random initialisation, every stage trained, so that
-each step all-reduces 11.2M gradients) on generated 128 px images, batch 16
+each step all-reduces 11.2M gradients) on 128 generated 96 px images, batch 16
 in all, two epochs; the second epoch's training images/s is compared (the
 first decodes the images; both then train from decoded images in RAM).
 
@@ -35,7 +35,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 FRACTURE = os.path.join(ROOT, "build", "src", "fracture")
-SIZE, BATCH, TRAIN, VAL = 128, 16, 192, 32
+SIZE, BATCH, TRAIN, VAL = 96, 16, 128, 32
 
 
 def make_images(folder):
