@@ -7,7 +7,6 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
-#include <thread>
 
 #include "fracture/cli/commands.h"
 #include "fracture/cli/config_file.h"
@@ -171,21 +170,9 @@ void add_train_command(CLI::App& app) {
     if (*nproc > 1) {
       if (world.size > 1)
         throw CLI::ValidationError("--nproc", "the ranks are started already (WORLD_SIZE is set, as under torchrun)");
-      auto args = train::own_command_line();
-      args.erase(args.begin());  // the program
-      for (size_t i = 0; i < args.size(); ++i)  // every rank is one process: no --nproc of its own
-        if (args[i] == "--nproc") {
-          args.erase(args.begin() + static_cast<long>(i), args.begin() + static_cast<long>(std::min(args.size(), i + 2)));
-          break;
-        } else if (args[i].rfind("--nproc=", 0) == 0) {
-          args.erase(args.begin() + static_cast<long>(i));
-          break;
-        }
-      if (o->threads == 0) {  // the cores shared among the ranks
-        args.push_back("--threads");
-        args.push_back(std::to_string(std::max(1u, std::thread::hardware_concurrency() / static_cast<unsigned>(*nproc))));
-      }
-      if (const int code = train::run_local_ranks(*nproc, args, std::chrono::seconds(*dist_timeout)); code != 0)
+      if (const int code = train::run_local_ranks(*nproc, train::rank_command_line(*nproc, o->threads),
+                                                  std::chrono::seconds(*dist_timeout));
+          code != 0)
         throw CLI::RuntimeError(code);
       return;
     }

@@ -26,6 +26,23 @@ int env_int(const char* name, int fallback, bool required) {
 
 constexpr int64_t kBucketElements = 4 << 20;  // 16 MB of float32
 
+// The tensors one after another, flattened: what travels in one collective.
+torch::Tensor flatten(const std::vector<torch::Tensor>& tensors, torch::ScalarType kind) {
+  std::vector<torch::Tensor> parts;
+  for (const auto& t : tensors) parts.push_back(t.detach().reshape(-1).to(torch::kCPU).to(kind));
+  return torch::cat(parts);
+}
+
+// And back into the tensors, in place.
+void unflatten_into(const torch::Tensor& flat, const std::vector<torch::Tensor>& tensors) {
+  torch::NoGradGuard g;
+  int64_t at = 0;
+  for (const auto& t : tensors) {
+    t.copy_(flat.slice(0, at, at + t.numel()).view(t.sizes()));
+    at += t.numel();
+  }
+}
+
 }  // namespace
 
 WorldInfo world_from_environment() {
@@ -101,18 +118,9 @@ void Communicator::all_reduce_sum(const std::vector<torch::Tensor>& tensors) {
       elements += tensors[i].numel();
       bucket.push_back(tensors[i++]);
     }
-    std::vector<torch::Tensor> flat{torch::cat([&] {
-      std::vector<torch::Tensor> parts;
-      for (const auto& t : bucket) parts.push_back(t.detach().reshape(-1).to(torch::kFloat));
-      return parts;
-    }())};
+    std::vector<torch::Tensor> flat{flatten(bucket, torch::kFloat)};
     collective(world_.rank, "all-reduce", [&] { return group_->gloo->allreduce(flat); });
-    int64_t at = 0;
-    torch::NoGradGuard g;
-    for (const auto& t : bucket) {
-      t.copy_(flat[0].slice(0, at, at + t.numel()).view(t.sizes()));
-      at += t.numel();
-    }
+    unflatten_into(flat[0], bucket);
   }
 }
 
@@ -142,17 +150,10 @@ void Communicator::broadcast(const std::vector<torch::Tensor>& tensors) {
   // the tensors flattened into it.
   std::map<c10::ScalarType, std::vector<torch::Tensor>> kinds;
   for (const auto& t : tensors) kinds[t.scalar_type()].push_back(t);
-  torch::NoGradGuard g;
   for (auto& [kind, group] : kinds) {
-    std::vector<torch::Tensor> parts;
-    for (const auto& t : group) parts.push_back(t.detach().reshape(-1).to(torch::kCPU));
-    std::vector<torch::Tensor> flat{torch::cat(parts)};
+    std::vector<torch::Tensor> flat{flatten(group, kind)};
     collective(world_.rank, "broadcast", [&] { return group_->gloo->broadcast(flat); });
-    int64_t at = 0;
-    for (const auto& t : group) {
-      t.copy_(flat[0].slice(0, at, at + t.numel()).view(t.sizes()));
-      at += t.numel();
-    }
+    unflatten_into(flat[0], group);
   }
 }
 

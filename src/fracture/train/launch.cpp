@@ -39,14 +39,26 @@ int exit_code(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128
 
 }  // namespace
 
-std::vector<std::string> own_command_line() {
+std::vector<std::string> rank_command_line(int ranks, int threads) {
   std::ifstream in("/proc/self/cmdline", std::ios::binary);
   const std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   std::vector<std::string> args;
-  for (size_t at = 0; at < raw.size();) {
-    const size_t end = raw.find('\0', at);
-    args.push_back(raw.substr(at, end - at));
-    at = end == std::string::npos ? raw.size() : end + 1;
+  for (size_t at = raw.find('\0'); at != std::string::npos && at + 1 < raw.size();) {  // argv[1...]
+    const size_t end = raw.find('\0', at + 1);
+    args.push_back(raw.substr(at + 1, end - at - 1));
+    at = end;
+  }
+  for (size_t i = 0; i < args.size(); ++i)  // every rank is one process: no --nproc of its own
+    if (args[i] == "--nproc") {
+      args.erase(args.begin() + static_cast<long>(i), args.begin() + static_cast<long>(std::min(args.size(), i + 2)));
+      break;
+    } else if (args[i].rfind("--nproc=", 0) == 0) {
+      args.erase(args.begin() + static_cast<long>(i));
+      break;
+    }
+  if (threads == 0) {
+    args.push_back("--threads");
+    args.push_back(std::to_string(std::max(1u, std::thread::hardware_concurrency() / static_cast<unsigned>(ranks))));
   }
   return args;
 }

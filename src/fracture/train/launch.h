@@ -8,8 +8,10 @@
 
 namespace fracture::train {
 
-// This process's command line, as the kernel has it (/proc/self/cmdline).
-std::vector<std::string> own_command_line();
+// The arguments each rank gets: this process's own (/proc/self/cmdline)
+// without --nproc, and with --threads cores/ranks when threads is 0 (the
+// cores shared among the ranks).
+std::vector<std::string> rank_command_line(int ranks, int threads);
 
 // Starts `ranks` copies of /proc/self/exe with `args` (argv[1...]) and waits
 // for them. When one fails, the others get `grace` to end on their own (they

@@ -74,6 +74,13 @@ std::string by_source_text(const ValidationScore& v) {
   return t.empty() ? t : fmt::format(" (mean of {}pooled {:.4f})", t, v.pooled_auc);
 }
 
+// With ranks: rank 0's weights and buffers into every replica.
+void broadcast_weights(Communicator& comm, models::ClassifierImpl& net) {
+  std::vector<torch::Tensor> state;
+  for (auto& [name, t] : models::module_state(net)) state.push_back(t);
+  comm.broadcast(state);
+}
+
 // ---------------------------------------------------------------------------
 // Phase 1: the plan. Options checked, the run folder ready, a resumed run's
 // state read (and its recipe matched), the splits and the device.
@@ -159,11 +166,7 @@ TrainableModel build_model(const RunPlan& plan, const TrainOptions& o) {
   if (m.net->num_classes() != plan.classes) m.net->reset_classifier(plan.classes);
   m.net->to(plan.device);
   models::use_channels_last_if_it_pays(*m.net, plan.device);
-  if (plan.comm) {  // every replica starts from rank 0's weights (its new head included)
-    std::vector<torch::Tensor> state;
-    for (auto& [name, t] : models::module_state(*m.net)) state.push_back(t);
-    plan.comm->broadcast(state);
-  }
+  if (plan.comm) broadcast_weights(*plan.comm, *m.net);  // every replica starts from rank 0's (its new head included)
   m.pre.size = o.image_size > 0 ? o.image_size : spec.input_size;
   m.pre.resize = o.resize;
   m.pre.clahe = o.clahe;
@@ -249,15 +252,17 @@ TrainingData prepare_data(const RunPlan& plan, TrainableModel& m, const TrainOpt
   };
 
   // The shards: each rank reads (and caches) its own samples only.
+  auto mine = [&](size_t i) {
+    return !plan.comm || static_cast<int>(i % static_cast<size_t>(plan.comm->size())) == plan.comm->rank();
+  };
   std::vector<size_t> train_global;  // train_part[j] is train_set[train_global[j]]
   for (size_t i = 0; i < train_set.size(); ++i)
-    if (!plan.comm || static_cast<int>(i % static_cast<size_t>(plan.comm->size())) == plan.comm->rank()) {
+    if (mine(i)) {
       train_global.push_back(i);
       d.train_part.push_back(train_set[i]);
     }
   for (size_t i = 0; i < plan.val_set.size(); ++i)
-    if (!plan.comm || static_cast<int>(i % static_cast<size_t>(plan.comm->size())) == plan.comm->rank())
-      d.val_part.push_back(plan.val_set[i]);
+    if (mine(i)) d.val_part.push_back(plan.val_set[i]);
 
   if (m.use_cache) {
     d.features = cache_features(*m.net, m.first, o, m.pre, d.train_part, d.val_part, plan.device, stop);
@@ -903,11 +908,7 @@ class EpochLoop {
     for (int e = first_averaged_; e <= o_.epochs; ++e) snapshots.push_back(folder_.snapshot(e));
     result_.averaged = fmt::format("average of epochs {}-{}", first_averaged_, o_.epochs);
     if (plan_.writer) models::load_into(*m_.net, average_weights(snapshots), result_.averaged);
-    if (plan_.comm) {  // rank 0 read the snapshots; every rank validates the average
-      std::vector<torch::Tensor> state;
-      for (auto& [name, t] : models::module_state(*m_.net)) state.push_back(t);
-      plan_.comm->broadcast(state);
-    }
+    if (plan_.comm) broadcast_weights(*plan_.comm, *m_.net);  // rank 0 read the snapshots; every rank validates the average
     const auto val = validate();
     const ValidationScore v = score_validation(val.probs, val.labels, val.sources);
     result_.model_val_auc = v.auc;
