@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
 #include "fracture/data/transforms.h"
+
+#include <opencv2/imgproc.hpp>
 #include "helpers.h"
 
 using namespace fracture::data;
@@ -60,6 +62,86 @@ TEST(Transforms, FlipOnlyMirrors) {
   cv::Mat expected;
   cv::flip(img, expected, 1);
   EXPECT_LE(cv::norm(f, expected, cv::NORM_L1) / img.total(), 1.0);
+}
+
+namespace {
+
+// Centre of mass of the pixels brighter than half the image's maximum.
+cv::Point2d bright_centroid(const cv::Mat& img) {
+  double lo, hi;
+  cv::minMaxLoc(img, &lo, &hi);
+  cv::Mat mask = img > (lo + hi) / 2;
+  const cv::Moments m = cv::moments(mask, true);
+  return {m.m10 / m.m00, m.m01 / m.m00};
+}
+
+cv::Mat off_centre_square() {
+  cv::Mat img(96, 96, CV_8UC1, cv::Scalar(60));
+  img(cv::Rect(20, 50, 24, 24)).setTo(200);
+  return img;
+}
+
+}  // namespace
+
+TEST(Transforms, IntensityAugmentChangesPixelsButNotWhereThingsAre) {
+  const cv::Mat img = off_centre_square();
+  AugmentOptions o = with_scanner_intensity({});
+  o.enabled = true;
+  o.geometric = false;
+  double mean_lo = 255, mean_hi = 0;
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    const cv::Mat a = augment(img, o, seed);
+    ASSERT_EQ(a.size(), img.size());
+    EXPECT_EQ(cv::norm(a, augment(img, o, seed), cv::NORM_INF), 0) << "seeded";
+    const cv::Point2d c = bright_centroid(a);
+    EXPECT_NEAR(c.x, 31.5, 0.5) << "seed " << seed;
+    EXPECT_NEAR(c.y, 61.5, 0.5) << "seed " << seed;
+    const double m = cv::mean(a)[0];
+    mean_lo = std::min(mean_lo, m), mean_hi = std::max(mean_hi, m);
+  }
+  // Gamma and window move the grey levels a lot more than the default
+  // brightness and contrast (10%) alone would.
+  EXPECT_GT(mean_hi - mean_lo, 20);
+}
+
+TEST(Transforms, IntensityAugmentKeepsTheGeometricDraws) {
+  // Turning the scanner changes on must not move a geometric augmentation
+  // that a seed gave before: the same crop, turn and mirror.
+  const cv::Mat img = off_centre_square();
+  AugmentOptions geometric;
+  geometric.enabled = true;
+  AugmentOptions both = with_scanner_intensity(geometric);
+  for (uint64_t seed = 1; seed <= 10; ++seed) {
+    const cv::Point2d a = bright_centroid(augment(img, geometric, seed)), b = bright_centroid(augment(img, both, seed));
+    EXPECT_NEAR(a.x, b.x, 1.0) << "seed " << seed;
+    EXPECT_NEAR(a.y, b.y, 1.0) << "seed " << seed;
+  }
+}
+
+TEST(Transforms, NoiseAndBlurShowInTheImage) {
+  cv::Mat flat(64, 64, CV_8UC1, cv::Scalar(128));
+  AugmentOptions noise;
+  noise.enabled = true;
+  noise.geometric = false;
+  noise.brightness = noise.contrast = 0;
+  noise.noise = 0.05;
+  int noisy = 0;
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    cv::Scalar m, sd;
+    cv::meanStdDev(augment(flat, noise, seed), m, sd);
+    noisy += sd[0] > 1.0;
+  }
+  EXPECT_GT(noisy, 3);  // about half the images
+  EXPECT_LT(noisy, 17);
+  cv::Mat edge(64, 64, CV_8UC1, cv::Scalar(0));
+  edge(cv::Rect(32, 0, 32, 64)).setTo(255);
+  AugmentOptions blur = noise;
+  blur.noise = 0;
+  blur.blur = 1.5;
+  int blurred = 0;
+  for (uint64_t seed = 1; seed <= 20; ++seed) blurred += augment(edge, blur, seed).at<uint8_t>(10, 32) < 250;
+  EXPECT_GT(blurred, 3);
+  EXPECT_LT(blurred, 17);
 }
 
 TEST(Transforms, ToTensorNormalisesAndRepeatsGrey) {

@@ -196,6 +196,14 @@ TEST(BoxSupervision, TurnsOffWhereBoxesCannotFollowAndSaysWhy) {
   o.feature_augment = true;
   EXPECT_EQ(train::train(d, o).boxed_images, 0);
   o.feature_augment = false;
+  o.cache_views = 2;  // an augmented view crops, turns and mirrors: boxes would not follow
+  EXPECT_EQ(train::train(d, o).boxed_images, 0);
+  o.augment_kind = train::AugmentKind::Intensity;  // a view with other intensities: boxes still fit
+  EXPECT_EQ(train::train(d, o).boxed_images, 2);
+  o.augment_kind = train::AugmentKind::Both;
+  EXPECT_EQ(train::train(d, o).boxed_images, 0);
+  o.augment_kind = train::AugmentKind::Geometric;
+  o.cache_views = 1;
   o.freeze = train::Freeze::parse("head");  // pooled features: no cells to supervise or pool
   const auto head = train::train(d, o);
   EXPECT_EQ(head.boxed_images, 0);

@@ -54,4 +54,10 @@ TEST(FeatureCache, DiskKeyFollowsTheDataTheSeedAndTheSize) {
     }
   train::train(d, o);
   EXPECT_EQ(cache_files(o.out_dir).size(), 4u) << "another split";
+  o.cache_views = 2;
+  train::train(d, o);
+  EXPECT_EQ(cache_files(o.out_dir).size(), 5u) << "augmented views";
+  o.augment_kind = train::AugmentKind::Intensity;
+  train::train(d, o);
+  EXPECT_EQ(cache_files(o.out_dir).size(), 6u) << "views augmented another way";
 }

@@ -46,10 +46,29 @@ TEST(Choices, RoundTripAndRefuseWithTheFlagAndTheChoices) {
   for (const char* t : {"cosine", "constant"}) EXPECT_STREQ(to_string(parse_schedule(t)), t);
   for (const char* t : {"loss", "sampler", "none"}) EXPECT_STREQ(to_string(parse_balance(t)), t);
   for (const char* t : {"ram", "disk", "off"}) EXPECT_STREQ(to_string(parse_feature_cache(t)), t);
+  for (const char* t : {"geometric", "intensity", "both"}) EXPECT_STREQ(to_string(parse_augment_kind(t)), t);
   EXPECT_EQ(refusal([] { parse_optimizer("lamb"); }), "--optimizer must be adamw, adam or sgd, not 'lamb'");
   EXPECT_EQ(refusal([] { parse_schedule("step"); }), "--schedule must be cosine or constant, not 'step'");
   EXPECT_EQ(refusal([] { parse_balance("Loss"); }), "--balance must be loss, sampler or none, not 'Loss'");
   EXPECT_EQ(refusal([] { parse_feature_cache(""); }), "--cache must be ram, disk or off, not ''");
+  EXPECT_EQ(refusal([] { parse_augment_kind("colour"); }),
+            "--augment-kind must be geometric, intensity or both, not 'colour'");
+}
+
+TEST(Choices, AugmentKindSaysWhatTheImagesGet) {
+  TrainOptions o;
+  auto a = augment_options(o);
+  EXPECT_TRUE(a.enabled && a.geometric);
+  EXPECT_EQ(a.gamma + a.window + a.noise + a.blur, 0) << "the default is as before: geometric only";
+  o.augment_kind = AugmentKind::Intensity;
+  a = augment_options(o);
+  EXPECT_FALSE(a.geometric);
+  EXPECT_GT(a.gamma, 0);
+  EXPECT_GT(a.noise, 0);
+  o.augment_kind = AugmentKind::Both;
+  EXPECT_TRUE(augment_options(o).geometric);
+  o.augment = false;
+  EXPECT_FALSE(augment_options(o).enabled);
 }
 
 TEST(Recipe, RecordsTheFlagsSpellings) {
@@ -66,6 +85,9 @@ TEST(Recipe, RecordsTheFlagsSpellings) {
   EXPECT_EQ(r.at("balance"), "sampler");
   EXPECT_EQ(r.at("cached_features"), false);
   EXPECT_FALSE(r.contains("source_weights")) << "absent when unset, so older runs' recipes still match";
+  EXPECT_FALSE(r.contains("augment_kind")) << "absent when geometric, for the same reason";
+  o.augment_kind = AugmentKind::Intensity;
+  EXPECT_EQ(recipe_json(o).at("augment_kind"), "intensity");
 }
 
 TEST(Validate, RefusesOutOfRangeBeforeAnyWork) {

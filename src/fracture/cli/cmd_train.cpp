@@ -59,7 +59,7 @@ void add_train_command(CLI::App& app) {
   auto data_paths = std::make_shared<std::vector<std::string>>();
   // Typed options arrive as text and are parsed in the callback (train/options.h).
   struct Choices {
-    std::string resize = "stretch", freeze, optimizer, schedule, balance, cache;
+    std::string resize = "stretch", freeze, optimizer, schedule, balance, cache, augment_kind;
   };
   auto choice = std::make_shared<Choices>();
   choice->freeze = o->freeze.str();
@@ -67,6 +67,7 @@ void add_train_command(CLI::App& app) {
   choice->schedule = train::to_string(o->schedule);
   choice->balance = train::to_string(o->balance);
   choice->cache = train::to_string(o->cache);
+  choice->augment_kind = train::to_string(o->augment_kind);
   auto no_augment = std::make_shared<bool>(false);
   auto nproc = std::make_shared<int>(1);
   auto dist_timeout = std::make_shared<int>(300);
@@ -119,6 +120,11 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--clip-grad", o->clip_grad_norm, "Gradient norm clipping (0: off)")->capture_default_str();
   cmd->add_option("--patience", o->patience, "Early stopping: epochs without validation ROC-AUC gain (0: off)")->capture_default_str();
   cmd->add_flag("--no-augment", *no_augment, "No train-time augmentation");
+  cmd->add_option("--augment-kind", choice->augment_kind,
+                  "What augmentation changes: geometric (crop, turn, mirror), intensity (what differs between "
+                  "scanners: gamma, window, noise, blur; boxes stay valid, so cached views keep box supervision) or both")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"geometric", "intensity", "both"}));
   cmd->add_option("--cache", choice->cache, "Frozen-feature cache: ram, disk (reused by --resume) or off")
       ->capture_default_str()->check(CLI::IsMember({"ram", "disk", "off"}));
   cmd->add_flag("--feature-augment", o->feature_augment, "With cached features: mirror and shift the cached feature maps each epoch (no extra caching cost)");
@@ -164,6 +170,7 @@ void add_train_command(CLI::App& app) {
     o->schedule = train::parse_schedule(choice->schedule);
     o->balance = train::parse_balance(choice->balance);
     o->cache = train::parse_feature_cache(choice->cache);
+    o->augment_kind = train::parse_augment_kind(choice->augment_kind);
     o->augment = !*no_augment;
     train::validate_options(*o);  // every option checked before any work
     const auto world = train::world_from_environment();

@@ -2,6 +2,9 @@
 
 #include <opencv2/imgproc.hpp>
 
+#include <algorithm>
+#include <cmath>
+#include <functional>
 #include <random>
 
 namespace fracture::data {
@@ -39,14 +42,14 @@ cv::Mat preprocess(const cv::Mat& image, const PreprocessOptions& o) {
   return out;
 }
 
-cv::Mat augment(const cv::Mat& image, const AugmentOptions& o, uint64_t seed) {
-  if (!o.enabled) return image;
-  std::mt19937_64 rng(seed);
-  auto uniform = [&](double a, double b) { return std::uniform_real_distribution<double>(a, b)(rng); };
-  const double w = image.cols, h = image.rows;
+namespace {
 
-  // Random resized crop + rotation + flip as one affine warp: one resampling
-  // instead of three keeps fine fracture lines sharper.
+using Uniform = std::function<double(double, double)>;
+
+// Random resized crop + rotation + flip as one affine warp: one resampling
+// instead of three keeps fine fracture lines sharper.
+cv::Mat warp_randomly(const cv::Mat& image, const AugmentOptions& o, const Uniform& uniform) {
+  const double w = image.cols, h = image.rows;
   const double area = uniform(o.min_crop_area, 1.0);
   const double log_r = std::log(1.0 + o.max_aspect_change);
   const double aspect = std::exp(uniform(-log_r, log_r));
@@ -72,12 +75,64 @@ cv::Mat augment(const cv::Mat& image, const AugmentOptions& o, uint64_t seed) {
   const cv::Mat full = cv::Mat(to_centre * scale * rotate * to_origin).rowRange(0, 2);
   cv::Mat out;
   cv::warpAffine(image, out, full, image.size(), cv::INTER_LINEAR, cv::BORDER_CONSTANT, cv::Scalar::all(0));
+  return out;
+}
+
+// Gamma and a moved window as one 8-bit lookup table: a different exposure
+// curve and a different display window, as another scanner or export would give.
+void remap_intensities(cv::Mat& image, const AugmentOptions& o, const Uniform& uniform) {
+  const double g = o.gamma > 0 ? std::exp(uniform(-std::log1p(o.gamma), std::log1p(o.gamma))) : 1.0;
+  // Negative moves widen the window (a flatter picture), positive ones clip
+  // (a harder one).
+  const double black = o.window > 0 ? uniform(-o.window, o.window) : 0.0;
+  const double white = o.window > 0 ? 1.0 - uniform(-o.window, o.window) : 1.0;
+  cv::Mat lut(1, 256, CV_8U);
+  for (int v = 0; v < 256; ++v) {
+    const double windowed = std::clamp((v / 255.0 - black) / (white - black), 0.0, 1.0);
+    lut.at<uint8_t>(v) = cv::saturate_cast<uint8_t>(255.0 * std::pow(windowed, g));
+  }
+  cv::LUT(image, lut, image);
+}
+
+void degrade_randomly(cv::Mat& image, const AugmentOptions& o, const Uniform& uniform, uint64_t seed) {
+  const bool blur = o.blur > 0 && uniform(0, 1) < 0.5;
+  const double blur_sigma = uniform(0.3, std::max(0.3, o.blur));
+  const bool noise = o.noise > 0 && uniform(0, 1) < 0.5;
+  const double noise_sigma = uniform(0, o.noise) * 255.0;
+  if (blur) cv::GaussianBlur(image, image, {0, 0}, blur_sigma);
+  if (noise) {
+    cv::Mat n(image.size(), CV_32FC(image.channels()));
+    cv::RNG(seed ^ 0x9e3779b97f4a7c15ULL).fill(n, cv::RNG::NORMAL, 0.0, noise_sigma);
+    cv::Mat f;
+    image.convertTo(f, CV_32F);
+    f += n;
+    f.convertTo(image, CV_8U);  // saturates to [0, 255]
+  }
+}
+
+}  // namespace
+
+AugmentOptions with_scanner_intensity(AugmentOptions o) {
+  o.gamma = 0.5;
+  o.window = 0.1;
+  o.noise = 0.03;
+  o.blur = 1.2;
+  return o;
+}
+
+cv::Mat augment(const cv::Mat& image, const AugmentOptions& o, uint64_t seed) {
+  if (!o.enabled) return image;
+  std::mt19937_64 rng(seed);
+  const Uniform uniform = [&](double a, double b) { return std::uniform_real_distribution<double>(a, b)(rng); };
+  cv::Mat out = o.geometric ? warp_randomly(image, o, uniform) : image.clone();
 
   // Contrast around the mean, then brightness; convertTo saturates to [0, 255].
   const double c = uniform(1 - o.contrast, 1 + o.contrast);
   const double b = uniform(1 - o.brightness, 1 + o.brightness);
   const double mean = cv::mean(out)[0];
   out.convertTo(out, -1, c * b, mean * (1 - c) * b);
+  if (o.gamma > 0 || o.window > 0) remap_intensities(out, o, uniform);
+  if (o.noise > 0 || o.blur > 0) degrade_randomly(out, o, uniform, seed);
   return out;
 }
 

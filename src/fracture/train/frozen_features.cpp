@@ -19,11 +19,13 @@ namespace fracture::train {
 CachedFeatures extract_features(models::ClassifierImpl& net, int first_trainable,
                                 const std::vector<data::Sample>& samples, const data::PreprocessOptions& pre,
                                 int workers, torch::Device device, const std::string& what,
-                                const std::atomic<bool>* stop, int view, uint64_t seed) {
+                                const std::atomic<bool>* stop, int view, uint64_t seed,
+                                const data::AugmentOptions& augment) {
   data::LoaderOptions lo;
   lo.batch_size = 32;
   lo.workers = workers;
   lo.preprocess = pre;
+  lo.augment = augment;
   lo.augment.enabled = view > 0;
   lo.seed = util::mix_seed(seed, static_cast<uint64_t>(view), 0x71e3);
   data::DataLoader loader(samples, lo);
@@ -70,6 +72,7 @@ std::string feature_cache_key(const TrainOptions& o, const data::PreprocessOptio
                                    {"views", o.augment ? o.cache_views : 1},
                                    {"seed", o.seed}}
                         .dump();
+  if (o.augment && o.augment_kind != AugmentKind::Geometric) key += std::string("|augment ") + to_string(o.augment_kind);
   for (const auto* set : {&train_set, &val_set}) {
     key += "|";
     for (const auto& s : *set) key += s.path + "\t" + std::to_string(s.label) + "\n";
@@ -116,7 +119,8 @@ FeatureSets cache_features(models::ClassifierImpl& net, int first_trainable, con
   FeatureSets f;
   std::vector<torch::Tensor> views;
   for (int v = 0; v < std::max(1, o.augment ? o.cache_views : 1); ++v) {
-    f.train = extract_features(net, first_trainable, train_set, pre, o.workers, device, "train", stop, v, o.seed);
+    f.train = extract_features(net, first_trainable, train_set, pre, o.workers, device, "train", stop, v, o.seed,
+                               augment_options(o));
     views.push_back(f.train.x);
   }
   f.train.x = torch::cat(views);

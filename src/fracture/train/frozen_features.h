@@ -24,12 +24,13 @@ struct CachedFeatures {
 };
 
 // Stages [0, first_trainable) on every sample. view 0 is the plain image;
-// views > 0 are seeded random augmentations. Throws Interrupted when `stop`
+// views > 0 are seeded random augmentations, as `augment` says. Throws Interrupted when `stop`
 // (trainer.h) is set, std::runtime_error when no image is readable.
 CachedFeatures extract_features(models::ClassifierImpl& net, int first_trainable,
                                 const std::vector<data::Sample>& samples, const data::PreprocessOptions& pre,
                                 int workers, torch::Device device, const std::string& what,
-                                const std::atomic<bool>* stop, int view = 0, uint64_t seed = 0);
+                                const std::atomic<bool>* stop, int view = 0, uint64_t seed = 0,
+                                const data::AugmentOptions& augment = {});
 
 // What cached frozen features depend on: the network and its weights, the
 // preprocessing, the views, the seed, and the very images and labels of both

@@ -38,6 +38,8 @@ constexpr std::pair<const char*, Balance> kBalances[] = {
     {"loss", Balance::Loss}, {"sampler", Balance::Sampler}, {"none", Balance::None}};
 constexpr std::pair<const char*, FeatureCache> kCaches[] = {
     {"ram", FeatureCache::Ram}, {"disk", FeatureCache::Disk}, {"off", FeatureCache::Off}};
+constexpr std::pair<const char*, AugmentKind> kAugmentKinds[] = {
+    {"geometric", AugmentKind::Geometric}, {"intensity", AugmentKind::Intensity}, {"both", AugmentKind::Both}};
 
 }  // namespace
 
@@ -45,10 +47,19 @@ Optimizer parse_optimizer(const std::string& text) { return parse_choice(text, "
 Schedule parse_schedule(const std::string& text) { return parse_choice(text, "--schedule", kSchedules); }
 Balance parse_balance(const std::string& text) { return parse_choice(text, "--balance", kBalances); }
 FeatureCache parse_feature_cache(const std::string& text) { return parse_choice(text, "--cache", kCaches); }
+AugmentKind parse_augment_kind(const std::string& text) { return parse_choice(text, "--augment-kind", kAugmentKinds); }
 const char* to_string(Optimizer v) { return name_of(v, kOptimizers); }
 const char* to_string(Schedule v) { return name_of(v, kSchedules); }
 const char* to_string(Balance v) { return name_of(v, kBalances); }
 const char* to_string(FeatureCache v) { return name_of(v, kCaches); }
+const char* to_string(AugmentKind v) { return name_of(v, kAugmentKinds); }
+
+data::AugmentOptions augment_options(const TrainOptions& o) {
+  data::AugmentOptions a;
+  a.enabled = o.augment;
+  a.geometric = o.augment_kind != AugmentKind::Intensity;
+  return o.augment_kind == AugmentKind::Geometric ? a : data::with_scanner_intensity(a);
+}
 
 Freeze Freeze::parse(const std::string& text) {
   if (text == "head") return {Kind::Head, 0};
@@ -156,6 +167,7 @@ nlohmann::json recipe_json(const TrainOptions& o) {
                       {"threshold", o.threshold_rule},
                       {"manifest_sha256", o.manifest_sha256}};
   if (!o.source_weights.empty()) j["source_weights"] = o.source_weights;  // absent: runs from before it match
+  if (o.augment_kind != AugmentKind::Geometric) j["augment_kind"] = to_string(o.augment_kind);  // the same
   return j;
 }
 

@@ -17,6 +17,10 @@ enum class Optimizer { AdamW, Adam, Sgd };
 enum class Schedule { Cosine, Constant };      // after the linear warm-up
 enum class Balance { Loss, Sampler, None };    // class-weighted loss, balanced sampling, or neither
 enum class FeatureCache { Ram, Disk, Off };    // where the frozen stages' output is kept
+// What augmentation changes: position (crop, turn, mirror), the scanner's
+// intensities (gamma, window, noise, blur: data::with_scanner_intensity), or both.
+// Intensity-only keeps boxes valid, so cached views keep box supervision.
+enum class AugmentKind { Geometric, Intensity, Both };
 
 // Which stages train: the head only, the last K stages and the head, or all.
 struct Freeze {
@@ -37,10 +41,12 @@ Optimizer parse_optimizer(const std::string& text);
 Schedule parse_schedule(const std::string& text);
 Balance parse_balance(const std::string& text);
 FeatureCache parse_feature_cache(const std::string& text);
+AugmentKind parse_augment_kind(const std::string& text);
 const char* to_string(Optimizer v);
 const char* to_string(Schedule v);
 const char* to_string(Balance v);
 const char* to_string(FeatureCache v);
+const char* to_string(AugmentKind v);
 
 struct TrainOptions {
   std::string model = "efficientnet_lite0";
@@ -89,6 +95,7 @@ struct TrainOptions {
   double clip_grad_norm = 0.0;   // 0: off
   int patience = 0;              // early stopping on validation ROC-AUC; 0: off
   bool augment = true;
+  AugmentKind augment_kind = AugmentKind::Geometric;
   FeatureCache cache = FeatureCache::Ram;
   // Mirror and shift cached feature maps each epoch. Off: it did not help
   // on FracAtlas val (0.911 against 0.920 / 0.925 without; docs/results.md).
@@ -115,6 +122,9 @@ void validate_options(const TrainOptions& options);
 // runs), as JSON: recorded in each model file and in the resumable state;
 // --resume refuses a run whose recipe differs.
 nlohmann::json recipe_json(const TrainOptions& options);
+
+// The image augmentation these options ask for (enabled when o.augment).
+data::AugmentOptions augment_options(const TrainOptions& options);
 
 // "head" / "last:K" / "full" -> index of the first trainable stage.
 int first_trainable_stage(const std::string& freeze, int num_stages);

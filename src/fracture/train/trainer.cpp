@@ -146,7 +146,9 @@ std::string why_no_cell_pooling(const TrainableModel& m, const TrainOptions& o, 
 std::string why_no_box_supervision(const TrainableModel& m, const TrainOptions& o, const RunPlan& plan) {
   if (!m.use_cache || m.first >= m.stages) return "it needs cached feature maps (--freeze last:K, --cache ram or disk)";
   if (o.resize != data::ResizeMode::Stretch) return "--resize letterbox moves the image but not its boxes";
-  if (o.augment && (o.cache_views > 1 || o.feature_augment)) return "augmented views move the image but not its boxes";
+  if (o.augment && o.feature_augment) return "--feature-augment moves the feature maps but not the boxes";
+  if (o.augment && o.cache_views > 1 && o.augment_kind != AugmentKind::Intensity)
+    return "augmented views move the image but not its boxes (--augment-kind intensity keeps them)";
   if (plan.classes != 2) return "it needs two classes";
   if (std::none_of(plan.train_set.begin(), plan.train_set.end(), [](const data::Sample& s) {
         return s.label == 1 && !data::box_file_for(s.path).empty();
@@ -292,7 +294,7 @@ TrainingData prepare_data(const RunPlan& plan, TrainableModel& m, const TrainOpt
     lo.seed = o.seed;
     lo.cache = o.image_cache;
     lo.preprocess = m.pre;
-    lo.augment.enabled = o.augment;
+    lo.augment = augment_options(o);
     lo.sample_weights = d.sample_weights;
     if (plan.comm) lo.shard_rank = plan.comm->rank(), lo.shard_count = plan.comm->size();
     d.train_loader = std::make_unique<data::DataLoader>(train_set, lo);
