@@ -33,7 +33,7 @@ done
 [ -f runs/split-both.csv ] ||
   "$fracture" split --data "$data/fracatlas" --data "$data/bone-fracture-yolo" --no-mirror-match --out runs/split-both.csv >/dev/null
 
-# name | manifest (or @MODEL: a model file, not trained here) | seed | training data
+# name | manifest (or @MODEL: a model file, not trained here) | seed | training data [| extra train flags]
 runs=(
   "shipped|@model/fracatlas.safetensors|42|FracAtlas (the shipped model: the default recipe, seed 42)"
   "both-42|runs/split-both.csv|42|FracAtlas + bone-fracture-yolo"
@@ -42,6 +42,7 @@ runs=(
   "both-1|runs/split-both.csv|1|FracAtlas + bone-fracture-yolo"
   "atlas-7|runs/split.csv|7|FracAtlas"
   "atlas-1|runs/split.csv|1|FracAtlas"
+  "intensity-42|runs/split.csv|42|FracAtlas, scanner-like intensity views|--augment-kind intensity --augment-views 3"
 )
 
 # shellcheck source=run_table.sh
@@ -53,13 +54,14 @@ auc() {  # "0.936 (0.903–0.962)" of one source in an evaluation's metrics.json
 
 rows=""
 for spec in "${runs[@]}"; do
-  IFS='|' read -r name manifest seed what <<<"$spec"
+  IFS='|' read -r name manifest seed what extra <<<"$spec"
+  read -r -a extra <<<"${extra:-}"
   wanted "$name" || continue
   model=runs/$name/best.safetensors
   [[ $manifest == @* ]] && model=${manifest#@}
   if [ $train = 1 ] && [ ! -f "$model" ]; then
     echo "== training $name" >&2
-    "$fracture" train --data "$manifest" --out "runs/$name" --seed "$seed" >&2
+    "$fracture" train --data "$manifest" --out "runs/$name" --seed "$seed" ${extra[@]+"${extra[@]}"} >&2
   fi
   [ -f "$model" ] || { echo "skipping $name: no $model" >&2; continue; }
   out=runs/$name/eval-val-both
