@@ -3,17 +3,21 @@
 chromium-driver, over the WebDriver protocol; no Selenium needed).
 
 Starts `fracture serve` with the built-in model on a free port, loads the page
-in headless Chromium, uploads a generated radiograph-like image (no FracAtlas
-pixels) through the file input, waits for the result, and checks that the
-probability and label shown are the API's for the same bytes, that the heat
-map and the research-use banner are there, and that the page is usable by
-keyboard (the file input takes focus). Saves a screenshot.
+in headless Chromium, uploads through the file input a generated
+radiograph-like image (no FracAtlas pixels) as a JPEG and as a DICOM file,
+together with a file that is not an image, waits for the results, and checks
+that the probability and label shown for each picture are the API's for the
+same bytes, that the heat map and the picture the server rendered from the
+DICOM are shown, that the bad file's error is shown beside it, and that the
+research-use banner is there and the page is usable by keyboard (the file
+input takes focus). Saves a screenshot.
 
 Usage: page_test.py FRACTURE_BINARY SCREENSHOT.png
 Exit status 0 when every check passes; 1 with the failed check on stderr.
 """
 import json
 import os
+import struct
 import shutil
 import socket
 import subprocess
@@ -44,6 +48,37 @@ def radiograph_like(path):
     img = img.filter(ImageFilter.GaussianBlur(3))
     noisy = np.clip(np.asarray(img, dtype=np.float32) + rng.normal(0, 6, (640, 480)), 0, 255).astype(np.uint8)
     Image.fromarray(noisy).save(path, quality=92)
+    return noisy
+
+
+def dicom_element(group, element, vr, value):
+    """One explicit-VR little-endian data element, its value padded to an even length."""
+    if len(value) % 2:
+        value += b"\0" if vr in (b"UI", b"OB") else b" "
+    head = struct.pack("<HH", group, element) + vr
+    if vr in (b"OB", b"OW", b"SQ", b"UN", b"UT"):
+        return head + struct.pack("<HI", 0, len(value)) + value
+    return head + struct.pack("<H", len(value)) + value
+
+
+def write_dicom(path, pixels):
+    """A digital X-ray (DX) Part-10 file: 12-bit MONOCHROME2 pixels in 16-bit words, as a
+    detector writes them (the 8-bit picture scaled by 16), explicit VR little endian."""
+    sop_class, sop_instance = b"1.2.840.10008.5.1.4.1.1.1.1", b"1.2.826.0.1.3680043.10.1044.7"
+    meta = (dicom_element(2, 0x0001, b"OB", b"\0\1") + dicom_element(2, 0x0002, b"UI", sop_class) +
+            dicom_element(2, 0x0003, b"UI", sop_instance) + dicom_element(2, 0x0010, b"UI", b"1.2.840.10008.1.2.1") +
+            dicom_element(2, 0x0012, b"UI", b"1.2.826.0.1.3680043.10.1044"))
+    us = lambda v: struct.pack("<H", v)
+    rows, columns = pixels.shape
+    data = (dicom_element(8, 0x0016, b"UI", sop_class) + dicom_element(8, 0x0018, b"UI", sop_instance) +
+            dicom_element(8, 0x0060, b"CS", b"DX") + dicom_element(0x28, 0x0002, b"US", us(1)) +
+            dicom_element(0x28, 0x0004, b"CS", b"MONOCHROME2") + dicom_element(0x28, 0x0010, b"US", us(rows)) +
+            dicom_element(0x28, 0x0011, b"US", us(columns)) + dicom_element(0x28, 0x0100, b"US", us(16)) +
+            dicom_element(0x28, 0x0101, b"US", us(12)) + dicom_element(0x28, 0x0102, b"US", us(11)) +
+            dicom_element(0x28, 0x0103, b"US", us(0)) +
+            dicom_element(0x7FE0, 0x0010, b"OW", (pixels.astype("<u2") * 16).tobytes()))
+    with open(path, "wb") as f:
+        f.write(b"\0" * 128 + b"DICM" + dicom_element(2, 0x0000, b"UL", struct.pack("<I", len(meta))) + meta + data)
 
 
 def request(method, url, body=None, headers=None):
@@ -80,7 +115,11 @@ def main():
         check(os.path.exists(tool), f"{tool} is installed (scripts/setup.sh installs chromium and chromium-driver)")
     work = tempfile.mkdtemp(prefix="fracture_page_")
     image = os.path.join(work, "generated-forearm.jpg")
-    radiograph_like(image)
+    dicom = os.path.join(work, "generated-forearm.dcm")
+    bad = os.path.join(work, "notes.dcm")
+    write_dicom(dicom, radiograph_like(image))
+    with open(bad, "w") as f:
+        f.write("not a radiograph, only text\n")
     port, driver_port = free_port(), free_port()
     server = subprocess.Popen([fracture, "-q", "serve", "--port", str(port)], stderr=subprocess.PIPE)
     chromedriver = subprocess.Popen([driver, f"--port={driver_port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -88,8 +127,8 @@ def main():
     session = None
     try:
         wait_until("the server", lambda: request("GET", base + "/readyz")["status"] == "ready")
-        api = request("POST", base + "/v1/predict?name=generated-forearm.jpg", open(image, "rb").read(),
-                      {"Content-Type": "application/octet-stream"})
+        api = {path: request("POST", base + "/v1/predict?name=" + os.path.basename(path), open(path, "rb").read(),
+                             {"Content-Type": "application/octet-stream"}) for path in (image, dicom)}
         wait_until("chromedriver", lambda: request("GET", wd + "/status")["value"]["ready"])
         caps = {"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
             "binary": browser,
@@ -101,27 +140,36 @@ def main():
         find = lambda css: request("POST", s + "/element", {"using": "css selector", "value": css})["value"]
         element_id = lambda e: next(iter(e.values()))
         text = lambda css: request("GET", f"{s}/element/{element_id(find(css))}/text")["value"]
+        script = lambda js: request("POST", s + "/execute/sync", {"script": js, "args": []})["value"]
         check("Research use only" in text(".banner"), "the research-use banner is shown")
         wait_until("the model's description", lambda: text("#model").startswith("Model "))
-        check(api["model"] in text("#model"), "the page names the model the API serves")
+        check(api[image]["model"] in text("#model"), "the page names the model the API serves")
         # Keyboard: Tab from the page's start reaches the file input.
-        request("POST", s + "/execute/sync", {"script": "document.activeElement.blur(); return 0;", "args": []})
+        script("document.activeElement.blur(); return 0;")
         for _ in range(6):
             request("POST", s + "/actions", {"actions": [{"type": "key", "id": "kb", "actions": [
                 {"type": "keyDown", "value": "\ue004"}, {"type": "keyUp", "value": "\ue004"}]}]})
-            if request("POST", s + "/execute/sync", {"script": "return document.activeElement.id;", "args": []})["value"] == "files":
+            if script("return document.activeElement.id;") == "files":
                 break
-        check(request("POST", s + "/execute/sync", {"script": "return document.activeElement.id;", "args": []})["value"]
-              == "files", "the file input is reachable by keyboard (Tab)")
-        request("POST", f"{s}/element/{element_id(find('#files'))}/value", {"text": image})
-        shown = wait_until("the result", lambda: text("[data-field=probability]"))
-        shown_p = float(shown.split()[1])
-        check(abs(shown_p - api["probability"]) <= 5.1e-5,  # shown to 4 decimals
-             
-              f"the probability shown ({shown_p}) is the API's ({api['probability']:.6f})")
-        check(text("[data-field=label]") == api["label"], f"the label shown is the API's ({api['label']})")
-        check(request("POST", s + "/execute/sync", {"script": "return document.querySelectorAll('.view img.overlay').length;",
-                                                     "args": []})["value"] == 1, "the heat map overlay is shown")
+        check(script("return document.activeElement.id;") == "files", "the file input is reachable by keyboard (Tab)")
+        # Three files at once (WebDriver takes them newline-separated): each gets its own card.
+        request("POST", f"{s}/element/{element_id(find('#files'))}/value", {"text": "\n".join([image, dicom, bad])})
+        for path in (image, dicom):
+            name = os.path.basename(path)
+            card = f'section[aria-label="{name}"]'
+            shown = wait_until(f"the result for {name}", lambda: text(card + " [data-field=probability]"))
+            shown_p = float(shown.split()[1])
+            check(abs(shown_p - api[path]["probability"]) <= 5.1e-5,  # shown to 4 decimals
+                  f"{name}: the probability shown ({shown_p}) is the API's ({api[path]['probability']:.6f})")
+            check(text(card + " [data-field=label]") == api[path]["label"], f"{name}: the label shown is the API's ({api[path]['label']})")
+            # The picture is the server's rendering (a browser cannot draw DICOM), so it must have loaded.
+            check(wait_until(f"the picture of {name}", lambda: script(
+                f"const i = document.querySelector('{card} .view img:not(.overlay)'); return i && i.complete && i.naturalWidth;"))
+                  > 0, f"{name}: the radiograph is shown")
+            check(script(f"return document.querySelectorAll('{card} .view img.overlay').length;") == 1,
+                  f"{name}: the heat map overlay is shown")
+        error = wait_until("the bad file's error", lambda: text('section[aria-label="notes.dcm"] .error'))
+        check(error.startswith("notes.dcm: ") and "DICOM" in error, f"notes.dcm: the error is shown beside the file ({error!r})")
         png = request("GET", s + "/screenshot")["value"]
         import base64
         with open(screenshot, "wb") as f:
