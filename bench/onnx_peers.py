@@ -181,6 +181,10 @@ def main():
         f.write("\n".join(files))
 
     engines = ["fracture", "ort", "ov-fp32", "ov-default"]
+    # Issue 19's fused-oneDNN prototype (bench/onednn_lite.cpp), when it was built (needs libdnnl-dev).
+    onednn = os.path.join(a.build, "bench", "onednn_lite")
+    if os.access(onednn, os.X_OK):
+        engines += ["onednn", "onednn-bf16"]
     results = {}  # (engine, size, batch) -> [img/s]
     precision = {}
     for r in range(a.rounds):
@@ -190,6 +194,10 @@ def main():
                 for e in engines:
                     if e == "fracture":
                         out = run_json([speed, models[size], str(batch), str(a.seconds), str(a.threads)])
+                    elif e.startswith("onednn"):
+                        out = run_json([onednn, models[size], str(batch), str(a.seconds), "0", str(a.threads),
+                                        "bf16" if e.endswith("bf16") else "f32"])
+                        precision[e] = out["max_abs_logit_diff"]
                     else:
                         out = run_json([py, __file__, "--worker", e, onnx, str(batch), str(a.seconds), str(a.threads)])
                         precision[e] = out["precision"]
@@ -208,8 +216,19 @@ def main():
           f"{'x ORT':>6} {'x OV32':>6} {'x OVd':>6}")
     for size in sizes:
         for batch in batches:
-            f, o, v, d = (med[(e, size, batch)] for e in engines)
+            f, o, v, d = (med[(e, size, batch)] for e in engines[:4])
             print(f"{size:>5} / {batch:<3} {f:9.1f} {o:7.1f} {v:8.1f} {d:8.1f}   {f / o:6.2f} {f / v:6.2f} {f / d:6.2f}")
+    if "onednn" in engines:
+        print("the fused-oneDNN prototype (bench/onednn_lite: weights packed once, BatchNorm, ReLU6 and residual adds "
+              "fused, blocked layouts throughout; one pass per batch):")
+        print(f"{'size/batch':>10} {'f32':>7} {'bf16':>7}   {'f32 x ours':>10} {'x ORT':>6} {'x OV32':>6}   "
+              f"{'bf16 x OVd':>10}")
+        for size in sizes:
+            for batch in batches:
+                f, o, v, d, n, b = (med[(e, size, batch)] for e in engines)
+                print(f"{size:>5} / {batch:<3} {n:7.1f} {b:7.1f}   {n / f:10.2f} {n / o:6.2f} {n / v:6.2f}   {b / d:10.2f}")
+        print(f"largest |logit difference| from LibTorch's fp32 in the last round: f32 {precision['onednn']:.1e}, "
+              f"bf16 {precision['onednn-bf16']:.1e}")
     if files:
         p, q = med[("predict", 384, 0)], med[("python-ort", 384, 0)]
         print(f"files -> probabilities, {len(files)} files at 384 px: fracture predict {p:.1f} img/s, "
