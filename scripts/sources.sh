@@ -37,6 +37,7 @@ done
 runs=(
   "shipped|@model/fracatlas.safetensors|42|FracAtlas (the shipped model: the default recipe, seed 42)"
   "both-42|runs/split-both.csv|42|FracAtlas + bone-fracture-yolo"
+  "atlas-42|runs/split.csv|42|FracAtlas (the shipped model's run, retrained)"
   "yolo-42|runs/split-yolo.csv|42|bone-fracture-yolo"
   "both-7|runs/split-both.csv|7|FracAtlas + bone-fracture-yolo"
   "both-1|runs/split-both.csv|1|FracAtlas + bone-fracture-yolo"

@@ -153,6 +153,10 @@ TEST(CrashSafety, ARunFolderIsNeverOverwrittenByAccident) {
   EXPECT_EQ(info["extra"]["recipe"]["epochs"], 1);
   EXPECT_EQ(info["extra"]["recipe"]["box_loss"], 0.0) << "switched itself off: no boxes in this data";
   EXPECT_EQ(info["extra"]["manifest_sha256"], fracture::util::sha256_hex(read_file(run + "/split.csv")));
+  // and the machine: a seed's weights are bit-identical on CPUs of one kind only.
+  EXPECT_GE(info["extra"]["machine"]["threads"].get<int>(), 1) << info["extra"].dump();
+  EXPECT_TRUE(info["extra"]["machine"]["isa"].is_array()) << info["extra"].dump();
+  EXPECT_NE(read_file(run + "/train.log").find("info machine: "), std::string::npos);
   // config.toml holds the recipe, not one-shot flags; --config with a short flag works.
   const std::string config = read_file(run + "/config.toml");
   EXPECT_EQ(config.find("resume"), std::string::npos) << config;

@@ -6,6 +6,7 @@
 
 #include "fracture/util/atomic_file.h"
 #include "fracture/util/hash.h"
+#include "fracture/util/runtime.h"
 #include "helpers.h"
 
 using namespace fracture;
@@ -61,4 +62,25 @@ TEST(Linking, StdFilesystemIsLibstdcxxs) {
   Dl_info info{};
   ASSERT_NE(dladdr(reinterpret_cast<void*>(static_cast<RemoveAll>(&std::filesystem::remove_all)), &info), 0);
   EXPECT_NE(std::string(info.dli_fname).find("libstdc++"), std::string::npos) << info.dli_fname;
+}
+
+TEST(Machine, ReadsTheCpuAndItsInstructionSetsFromCpuinfo) {
+  const std::string cpuinfo =
+      "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Processor\n"
+      "flags\t\t: fpu sse2 avx avx2 avx512f avx512_vnni amx_tile amx_bf16\n\n"
+      "processor\t: 1\nmodel name\t: another CPU\nflags\t\t: fpu\n";
+  unsetenv("ONEDNN_MAX_CPU_ISA");
+  setenv("DNNL_MAX_CPU_ISA", "AVX2", 1);
+  const auto m = util::describe_machine(cpuinfo);
+  unsetenv("DNNL_MAX_CPU_ISA");
+  EXPECT_EQ(m.cpu, "Intel(R) Xeon(R) Processor") << "the first processor's";
+  EXPECT_EQ(m.isa, (std::vector<std::string>{"avx2", "avx512f", "amx_tile"})) << "avx512_bf16 is not in its flags";
+  EXPECT_EQ(m.onednn_isa_cap, "AVX2");
+  EXPECT_GE(m.threads, 1);
+  EXPECT_EQ(m.str().rfind("Intel(R) Xeon(R) Processor (avx2 avx512f amx_tile), oneDNN capped at AVX2, ", 0), 0u) << m.str();
+
+  const auto unknown = util::describe_machine("");
+  EXPECT_EQ(unknown.cpu, "");
+  EXPECT_TRUE(unknown.isa.empty());
+  EXPECT_EQ(unknown.str().rfind("unknown CPU (no AVX2), ", 0), 0u) << unknown.str();
 }

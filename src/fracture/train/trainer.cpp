@@ -33,6 +33,7 @@
 #include "fracture/util/atomic_file.h"
 #include "fracture/util/hash.h"
 #include "fracture/util/progress.h"
+#include "fracture/util/runtime.h"
 
 namespace fs = std::filesystem;
 
@@ -91,6 +92,7 @@ struct RunPlan {
   std::optional<nlohmann::json> saved_state;  // with --resume, once an epoch has been committed
   Communicator* comm = nullptr;  // data-parallel: the other ranks (distributed.h); null alone
   bool writer = true;            // this process writes the run's files (alone, or rank 0)
+  util::Machine machine;         // a seed's weights are bit-identical on CPUs of one kind only
 };
 
 RunPlan plan_run(const data::Dataset& dataset, const TrainOptions& o, const RunFolder& folder, Communicator* comm) {
@@ -115,6 +117,8 @@ RunPlan plan_run(const data::Dataset& dataset, const TrainOptions& o, const RunF
   plan.classes = static_cast<int64_t>(dataset.class_names.size());
   if (plan.classes < 2) throw std::runtime_error("need at least two classes");
   if (o.threads > 0) torch::set_num_threads(o.threads);
+  plan.machine = util::describe_machine();
+  if (plan.writer) spdlog::info("machine: {}", plan.machine.str());
   torch::manual_seed(o.seed);  // before the new head is initialised
   plan.device = pick_device(o.device);
   return plan;
@@ -817,8 +821,11 @@ class EpochLoop {
     return j;
   }
   nlohmann::json provenance() const {
+    const auto& mc = plan_.machine;
+    nlohmann::json machine = {{"cpu", mc.cpu}, {"isa", mc.isa}, {"threads", mc.threads}};
+    if (!mc.onednn_isa_cap.empty()) machine["onednn_isa_cap"] = mc.onednn_isa_cap;
     return {{"train_images", d_.n_train}, {"freeze", o_.freeze.str()}, {"seed", o_.seed},
-            {"recipe", recipe_as_run_}, {"manifest_sha256", o_.manifest_sha256}};
+            {"recipe", recipe_as_run_}, {"manifest_sha256", o_.manifest_sha256}, {"machine", machine}};
   }
 
   // Validation scores the epoch (the selection score: validation.h); a
