@@ -49,8 +49,11 @@ Machine describe_machine(const std::string& cpuinfo) {
   const std::set<std::string> flags((std::istream_iterator<std::string>(words)), std::istream_iterator<std::string>());
   for (const char* isa : {"avx2", "avx512f", "avx512_bf16", "amx_tile"})
     if (flags.count(isa)) m.isa.emplace_back(isa);
-  for (const char* cap : {"ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"})
-    if (const char* v = std::getenv(cap); v && *v && m.onednn_isa_cap.empty()) m.onednn_isa_cap = v;
+  for (const char* cap : {"ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"})  // oneDNN reads the first it finds
+    if (const char* v = std::getenv(cap); v && *v) {
+      m.onednn_isa_cap = v;
+      break;
+    }
   m.threads = torch::get_num_threads();
   return m;
 }
