@@ -1,10 +1,13 @@
 // The network alone, as `fracture predict` and the server run it
-// (Predictor::score: BatchNorm folded, channels-last, slices of a few
-// images), on random inputs of the model's size. For bench/onnx_peers.py,
-// which runs it beside ONNX Runtime and OpenVINO on the exported file.
+// (Predictor::score: slices of a few images; an EfficientNet-Lite's body as
+// one oneDNN program, models/onednn_body.h), on random inputs of the model's
+// size. For bench/onnx_peers.py, which runs it beside ONNX Runtime and
+// OpenVINO on the exported file.
 //
-//   network_speed MODEL BATCH SECONDS [THREADS]
-// prints one JSON line: {"images_per_s": ..., "passes": ..., "batch": ..., "size": ..., "threads": ...}
+//   network_speed MODEL BATCH SECONDS [THREADS] [fp32|bf16|libtorch]
+// libtorch: LibTorch's modules instead of the oneDNN program (BatchNorm
+// folded, channels-last), as predict ran before it.
+// prints one JSON line: {"images_per_s": ..., "passes": ..., "batch": ..., "size": ..., "threads": ..., "engine": ...}
 #include <torch/torch.h>
 
 #include <chrono>
@@ -18,7 +21,7 @@
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    std::cerr << "usage: network_speed MODEL BATCH SECONDS [THREADS]\n";
+    std::cerr << "usage: network_speed MODEL BATCH SECONDS [THREADS] [fp32|bf16|libtorch]\n";
     return 2;
   }
   const int batch = std::stoi(argv[2]);
@@ -27,7 +30,12 @@ int main(int argc, char** argv) {
   // buffers kept in the heap; without them every activation is a fresh
   // mapping and the network ran at 0.6x).
   fracture::util::configure_runtime(argc > 4 ? std::stoi(argv[4]) : 0);
-  fracture::Predictor predictor(fracture::PredictorOptions{argv[1]});
+  fracture::PredictorOptions options{argv[1]};
+  options.device = "cpu";
+  const std::string engine = argc > 5 ? argv[5] : "fp32";
+  options.fused = engine != "libtorch";
+  options.precision = engine == "bf16" ? "bf16" : "fp32";
+  fracture::Predictor predictor(options);
   const int size = predictor.info().preprocess.size;
   torch::manual_seed(0);
   std::vector<fracture::PreparedImage> images(batch);
@@ -44,7 +52,8 @@ int main(int argc, char** argv) {
     elapsed = std::chrono::duration<double>(clock::now() - start).count();
   }
   std::cout << nlohmann::json{{"images_per_s", passes * batch / elapsed}, {"passes", passes}, {"batch", batch},
-                              {"size", size}, {"threads", torch::get_num_threads()}}
+                              {"size", size}, {"threads", torch::get_num_threads()},
+                              {"engine", predictor.engine()}}
                    .dump()
             << "\n";
 }

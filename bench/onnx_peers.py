@@ -11,11 +11,14 @@ process, one after another (interleaved: each round runs every engine on every
 configuration), and the medians over rounds are printed with ratios.
 
   network   random inputs of the model's size, batch 1 and 16, 224 and 384 px,
-            --threads threads: fracture's Predictor::score (bench/network_speed)
+            --threads threads: fracture's Predictor::score (bench/network_speed:
+            fp32, which is the oneDNN program; bf16 where the CPU runs it;
+            LibTorch's modules, as predict ran before the program)
             against ONNX Runtime (CPU provider) and OpenVINO in fp32, and
             OpenVINO in its default precision on this CPU (bf16 where the CPU
             has it, else fp32 again);
-  files     file on disk -> probabilities at 384 px: `fracture predict` (its
+  files     file on disk -> probabilities at 384 px: `fracture predict`, and
+            with --precision bf16 where the CPU runs it (its
             own timing line, model loading excluded) against a Python loop of
             PIL decode + resize + ONNX Runtime, batch 16, session creation
             excluded.
@@ -180,11 +183,13 @@ def main():
     with open(files_list, "w") as f:
         f.write("\n".join(files))
 
-    engines = ["fracture", "ort", "ov-fp32", "ov-default"]
-    # Issue 19's fused-oneDNN prototype (bench/onednn_lite.cpp), when it was built (needs libdnnl-dev).
-    onednn = os.path.join(a.build, "bench", "onednn_lite")
-    if os.access(onednn, os.X_OK):
-        engines += ["onednn", "onednn-bf16"]
+    # fracture as predict runs it (fp32: the oneDNN program), in bf16 where this CPU runs it, and through
+    # LibTorch's modules (as predict ran before the program).
+    bf16 = subprocess.run([speed, models[sizes[0]], "1", "0.01", str(a.threads), "bf16"], capture_output=True).returncode == 0
+    engines = ["fracture", "libtorch"] + (["bf16"] if bf16 else []) + ["ort", "ov-fp32", "ov-default"]
+    predict_flags = {"predict": []}
+    if bf16:
+        predict_flags["predict-bf16"] = ["--precision", "bf16"]
     results = {}  # (engine, size, batch) -> [img/s]
     precision = {}
     for r in range(a.rounds):
@@ -192,48 +197,40 @@ def main():
             onnx = models[size].replace(".safetensors", ".onnx")
             for batch in batches:
                 for e in engines:
-                    if e == "fracture":
-                        out = run_json([speed, models[size], str(batch), str(a.seconds), str(a.threads)])
-                    elif e.startswith("onednn"):
-                        out = run_json([onednn, models[size], str(batch), str(a.seconds), "0", str(a.threads),
-                                        "bf16" if e.endswith("bf16") else "f32"])
-                        precision[e] = out["max_abs_logit_diff"]
+                    if e in ("fracture", "libtorch", "bf16"):
+                        out = run_json([speed, models[size], str(batch), str(a.seconds), str(a.threads),
+                                        {"fracture": "fp32"}.get(e, e)])
                     else:
                         out = run_json([py, __file__, "--worker", e, onnx, str(batch), str(a.seconds), str(a.threads)])
                         precision[e] = out["precision"]
                     results.setdefault((e, size, batch), []).append(out["images_per_s"])
         if files:
-            results.setdefault(("predict", 384, 0), []).append(predict_rate(fracture, models[384], files)[0])
+            for name, flags in predict_flags.items():
+                results.setdefault((name, 384, 0), []).append(predict_rate(fracture, models[384], files, flags)[0])
             out = run_json([py, __file__, "--worker", "files", models[384].replace(".safetensors", ".onnx"), "0", "0",
                             str(a.threads), "--files-list", files_list])
             results.setdefault(("python-ort", 384, 0), []).append(out["images_per_s"])
         print(f"round {r + 1}/{a.rounds} done", file=sys.stderr)
 
     med = {k: statistics.median(v) for k, v in results.items()}
+    nan = float("nan")
     print(f"network only, images/s, medians of {a.rounds} interleaved rounds, {a.threads} threads, {os.cpu_count()} CPUs; "
-          f"OpenVINO default precision here: {precision.get('ov-default', '?')}")
-    print(f"{'size/batch':>10} {'fracture':>9} {'ORT':>7} {'OV fp32':>8} {'OV dflt':>8}   "
-          f"{'x ORT':>6} {'x OV32':>6} {'x OVd':>6}")
+          f"OpenVINO default precision here: {precision.get('ov-default', '?')}; fracture bf16: "
+          f"{'yes' if bf16 else 'not on this CPU'}")
+    print(f"{'size/batch':>10} {'fp32':>7} {'bf16':>7} {'LibTorch':>8} {'ORT':>7} {'OV fp32':>8} {'OV dflt':>8}   "
+          f"{'x ORT':>6} {'x OV32':>6} {'x LibT':>6} {'bf16 x OVd':>10}")
     for size in sizes:
         for batch in batches:
-            f, o, v, d = (med[(e, size, batch)] for e in engines[:4])
-            print(f"{size:>5} / {batch:<3} {f:9.1f} {o:7.1f} {v:8.1f} {d:8.1f}   {f / o:6.2f} {f / v:6.2f} {f / d:6.2f}")
-    if "onednn" in engines:
-        print("the fused-oneDNN prototype (bench/onednn_lite: weights packed once, BatchNorm, ReLU6 and residual adds "
-              "fused, blocked layouts throughout; one pass per batch):")
-        print(f"{'size/batch':>10} {'f32':>7} {'bf16':>7}   {'f32 x ours':>10} {'x ORT':>6} {'x OV32':>6}   "
-              f"{'bf16 x OVd':>10}")
-        for size in sizes:
-            for batch in batches:
-                f, o, v, d, n, b = (med[(e, size, batch)] for e in engines)
-                print(f"{size:>5} / {batch:<3} {n:7.1f} {b:7.1f}   {n / f:10.2f} {n / o:6.2f} {n / v:6.2f}   {b / d:10.2f}")
-        print(f"largest |logit difference| from LibTorch's fp32 in the last round: f32 {precision['onednn']:.1e}, "
-              f"bf16 {precision['onednn-bf16']:.1e}")
+            f, l, b, o, v, d = (med.get((e, size, batch), nan)
+                                for e in ("fracture", "libtorch", "bf16", "ort", "ov-fp32", "ov-default"))
+            print(f"{size:>5} / {batch:<3} {f:7.1f} {b:7.1f} {l:8.1f} {o:7.1f} {v:8.1f} {d:8.1f}   "
+                  f"{f / o:6.2f} {f / v:6.2f} {f / l:6.2f} {b / d:10.2f}")
     if files:
-        p, q = med[("predict", 384, 0)], med[("python-ort", 384, 0)]
-        print(f"files -> probabilities, {len(files)} files at 384 px: fracture predict {p:.1f} img/s, "
-              f"Python (PIL + ONNX Runtime, batch 16) {q:.1f} img/s, ratio {p / q:.2f}")
-
+        q = med[("python-ort", 384, 0)]
+        for name in predict_flags:
+            p = med[(name, 384, 0)]
+            print(f"files -> probabilities, {len(files)} files at 384 px: fracture {name} {p:.1f} img/s, "
+                  f"Python (PIL + ONNX Runtime, batch 16) {q:.1f} img/s, ratio {p / q:.2f}")
 
 if __name__ == "__main__":
     main()

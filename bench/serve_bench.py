@@ -34,9 +34,9 @@ def free_port():
         return s.getsockname()[1]
 
 
-def predict_rate(fracture, model, files):
+def predict_rate(fracture, model, files, flags=()):
     """images/s from predict's own 'predicted N images in X s' line (model loading excluded)."""
-    r = subprocess.run([fracture, "predict", "-m", model] + files, capture_output=True, text=True, check=True)
+    r = subprocess.run([fracture, "predict", "-m", model, *flags] + files, capture_output=True, text=True, check=True)
     m = re.search(r"predicted (\d+) images in ([0-9.]+) s", r.stderr)
     return int(m.group(1)) / float(m.group(2)), float(m.group(2)) / int(m.group(1))
 

@@ -12,6 +12,8 @@ packages=(
   libcpp-httplib-dev chromium chromium-driver
   # fracture export (ONNX)
   libonnx-dev libprotobuf-dev
+  # the CPU inference body as one oneDNN program (models/onednn_body.cpp): the oneDNN 2.6 LibTorch links
+  libdnnl-dev
   # data-parallel training: the gloo headers that c10d's process group needs (train/distributed.cpp)
   libgloo-dev
   # the sanitised build and the libFuzzer targets (scripts/sanitize.sh, scripts/fuzz.sh)

@@ -11,6 +11,7 @@
 #include "fracture/data/loader.h"
 #include "fracture/explain/gradcam.h"
 #include "fracture/explain/localisation.h"
+#include "fracture/models/onednn_body.h"
 #include "fracture/train/inference.h"
 #include "fracture/util/paths.h"
 
@@ -21,13 +22,35 @@ struct Predictor::State {
   train::LoadedModel model;
   torch::Device device{torch::kCPU};
   data::LoaderOptions loader;
+  std::unique_ptr<models::OneDnnBody> body;  // null: LibTorch's modules
+  std::string engine;
+
+  torch::Tensor forward(const torch::Tensor& x) {
+    return body ? model.net->forward_head(body->features(x)) : model.net->forward(x);
+  }
+  // The oneDNN body where it can run; bf16 where it cannot is an error (there is no other bf16 path).
+  void choose_engine(bool fused, models::Precision precision) {
+    std::string why = "not asked for";
+    if (!device.is_cpu()) why = "not on the CPU";
+    else if (fused) why = models::onednn_body_unsupported(*model.net, precision);
+    if (why.empty()) {
+      body = std::make_unique<models::OneDnnBody>(*model.net, precision);
+      engine = "oneDNN program, " + models::precision_name(precision);
+      return;
+    }
+    if (precision != models::Precision::fp32) throw std::invalid_argument("--precision bf16: " + why);
+    engine = "LibTorch (no oneDNN program: " + why + ")";
+  }
 };
 
 Predictor::Predictor(PredictorOptions options) : s_(std::make_unique<State>()) {
   options.model = util::resolve_model(options.model);
-  s_->device = train::pick_device(options.device);  // a bad device fails before the model loads
+  s_->device = train::pick_device(options.device);  // a bad device or precision fails before the model loads
+  const auto precision = models::parse_precision(options.precision);
   s_->model = train::load_model(options.model);
   train::prepare_for_inference(*s_->model.net, s_->device);
+  s_->choose_engine(options.fused, precision);
+  spdlog::debug("{}: {}", options.model, s_->engine);
   s_->loader.batch_size = options.batch_size;
   s_->loader.workers = options.workers;
   s_->loader.preprocess = s_->model.info.preprocess;
@@ -42,6 +65,7 @@ const std::vector<std::string>& Predictor::classes() const { return s_->model.in
 const std::string& Predictor::model_path() const { return s_->options.model; }
 std::string Predictor::model_name() const { return std::filesystem::path(s_->options.model).filename().string(); }
 const std::string& Predictor::sha256() const { return s_->model.sha256; }
+const std::string& Predictor::engine() const { return s_->engine; }
 
 Prediction Predictor::decide(std::vector<double> probabilities) const {
   Prediction p;
@@ -89,6 +113,7 @@ void Predictor::predict_files(const std::vector<std::string>& paths,
   std::lock_guard<std::recursive_mutex> lock(net_mu_);
   data::DataLoader loader(samples, s_->loader);
   auto batch_start = std::chrono::steady_clock::now();
+  const train::Forward forward = [&](const torch::Tensor& x) { return s_->forward(x); };
   train::predict_batches(*s_->model.net, loader, s_->device, s_->options.tta, [&](const train::ScoredBatch& b) {
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - batch_start).count() /
                       static_cast<double>(std::max<size_t>(1, b.indices.size()));
@@ -110,7 +135,7 @@ void Predictor::predict_files(const std::vector<std::string>& paths,
     for (auto& [index, p] : out) batch.push_back(std::move(p));
     on_batch(batch);
     batch_start = std::chrono::steady_clock::now();  // the caller's work (heat maps, writing) is not the batch's
-  }, progress_label);
+  }, progress_label, forward);
 }
 
 namespace {
@@ -136,10 +161,9 @@ std::vector<Prediction> Predictor::score(const std::vector<PreparedImage>& image
   for (const auto& image : images) inputs.push_back(image.input);
   std::lock_guard<std::recursive_mutex> lock(net_mu_);
   torch::NoGradGuard no_grad;
-  auto& net = *s_->model.net;
   const auto x = torch::stack(inputs).to(s_->device);
   // In the slices predict's batches use: on the CPU a few images a pass are faster than many.
-  auto forward = [&](const torch::Tensor& part) { return net.forward(part); };
+  auto forward = [&](const torch::Tensor& part) { return s_->forward(part); };
   auto p = torch::softmax(train::forward_in_chunks(forward, x), 1);
   if (s_->options.tta) p = (p + torch::softmax(train::forward_in_chunks(forward, x.flip({3})), 1)) / 2;
   p = p.to(torch::kCPU);
@@ -173,7 +197,8 @@ torch::Tensor Predictor::probabilities_of(const std::vector<data::Sample>& sampl
                                           std::vector<std::string>* failures) {
   std::lock_guard<std::recursive_mutex> lock(net_mu_);
   data::DataLoader loader(samples, s_->loader);
-  auto p = train::predict_probabilities(*s_->model.net, loader, s_->device, s_->options.tta, progress_label);
+  auto p = train::predict_probabilities(*s_->model.net, loader, s_->device, s_->options.tta, progress_label,
+                                        [&](const torch::Tensor& x) { return s_->forward(x); });
   if (failures) *failures = loader.stats().failures;
   return p.to(torch::kDouble).contiguous();
 }

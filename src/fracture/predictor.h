@@ -30,6 +30,13 @@ struct PredictorOptions {
   bool tta = false;  // average each image with its mirror image
   int batch_size = 16, workers = 2;  // for predict_files
   int64_t max_pixels = data::kDefaultMaxPixels;  // larger images are refused from their header
+  // The network's number format on the CPU: fp32, or bf16 where the CPU has
+  // AVX512-BF16 or AMX (faster; validation ROC-AUC in docs/benchmarks.md).
+  std::string precision = "fp32";
+  // On the CPU, run an EfficientNet-Lite's body as one oneDNN program
+  // (models/onednn_body.h) where this build and the model allow it; false
+  // keeps LibTorch's modules (the benchmarks compare the two).
+  bool fused = true;
 };
 
 struct Prediction {
@@ -76,6 +83,8 @@ class Predictor {
   const std::string& model_path() const;
   std::string model_name() const;  // the model file's name, as predictions report it
   const std::string& sha256() const;
+  // How the network runs: "oneDNN program, fp32", or "LibTorch" (and why not the program).
+  const std::string& engine() const;
   bool binary() const { return classes().size() == 2; }
 
   // The index of a class by name, or -1.

@@ -17,6 +17,7 @@
 #include "fracture/train/inference.h"
 #include "fracture/util/atomic_file.h"
 #include "helpers.h"
+#include "small_model.h"
 
 #ifndef FRACTURE_ONNX_PYTHON
 #error "FRACTURE_ONNX_PYTHON: the Python of the ONNX Runtime test environment"
@@ -26,54 +27,6 @@ using namespace fracture;
 namespace ft = fracture::testing;
 
 namespace {
-
-// A random network that still sees its input: convolutions He-initialised
-// on their fan-in (the builders' fan-out rule makes depthwise weights so
-// small that the signal dies and every image gets the same output);
-// BatchNorm away from identity, so that folding it into the convolutions is
-// really checked; a classifier scaled to the features so that the
-// probabilities are neither all 0 or 1 nor all alike.
-void randomise(models::ClassifierImpl& net, int size) {
-  torch::NoGradGuard no_grad;
-  for (auto& m : net.modules(/*include_self=*/false))
-    if (auto* conv = m->as<torch::nn::Conv2d>()) {
-      const auto& w = conv->weight;
-      conv->weight.normal_(0, std::sqrt(2.0 / (w.size(1) * w.size(2) * w.size(3))));
-    } else if (auto* bn = m->as<torch::nn::BatchNorm2d>()) {
-      bn->weight.uniform_(0.5, 1.5);
-      bn->bias.uniform_(-0.2, 0.2);
-      bn->running_mean.uniform_(-0.2, 0.2);
-      bn->running_var.uniform_(0.5, 2.0);
-    }
-  // The classifier sees the features' variation across inputs, not their
-  // common part: logits centred near 0, differing by ~1 between images.
-  net.eval();
-  const auto pooled = net.forward_features(torch::randn({4, 3, size, size})).mean({2, 3});  // [4, F]
-  const auto centre = pooled.mean(0);
-  const double spread = (pooled - centre).norm().item<double>() / 2 + 1e-6;
-  auto params = net.named_parameters();
-  auto& weight = params[net.classifier_prefix() + "weight"];
-  weight.normal_(0, 1.0 / spread);
-  params[net.classifier_prefix() + "bias"].copy_(-torch::mv(weight, centre));
-}
-
-std::string save_random_model(const std::string& path, const std::string& arch, int classes, int size,
-                              double cell_pooling, uint64_t seed) {
-  torch::manual_seed(seed);
-  const auto& spec = models::find_model(arch);
-  auto net = spec.build(classes);
-  randomise(*net, size);
-  train::ModelInfo info;
-  info.architecture = arch;
-  for (int c = 0; c < classes; ++c) info.class_names.push_back("class" + std::to_string(c));
-  info.preprocess.size = size;
-  info.preprocess.mean = spec.mean;
-  info.preprocess.std = spec.std;
-  info.threshold = 0.3;
-  info.cell_pooling = cell_pooling;
-  train::save_model(path, *net, info);
-  return path;
-}
 
 std::vector<float> read_floats(const std::string& path) {
   const auto bytes = util::read_file(path);
@@ -150,11 +103,11 @@ TEST(OnnxExport, ShippedTypeModelMatchesOnnxRuntime) {
 TEST(OnnxExport, EveryBlockKindMatchesOnnxRuntime) {
   ft::TempDir dir;
   // Squeeze-excitation, SiLU and symmetric padding; three classes.
-  expect_onnx_runtime_agrees(save_random_model(dir / "b0.safetensors", "efficientnet_b0", 3, 96, 0, 1), 3);
+  expect_onnx_runtime_agrees(ft::save_random_model(dir / "b0.safetensors", "efficientnet_b0", 3, 96, 0, 1), 3);
   // TF "SAME" padding at 70 px: strided convs meet even sizes (asymmetric
   // pads: 70, 18) and odd ones (symmetric: 35, 9); cell pooling.
-  expect_onnx_runtime_agrees(save_random_model(dir / "lite.safetensors", "efficientnet_lite0", 2, 70, 2.0, 2), 3);
+  expect_onnx_runtime_agrees(ft::save_random_model(dir / "lite.safetensors", "efficientnet_lite0", 2, 70, 2.0, 2), 3);
   // ResNet basic blocks with cell pooling; bottleneck blocks.
-  expect_onnx_runtime_agrees(save_random_model(dir / "r18.safetensors", "resnet18", 2, 64, 8.0, 3), 3);
-  expect_onnx_runtime_agrees(save_random_model(dir / "r50.safetensors", "resnet50", 2, 64, 0, 4), 2);
+  expect_onnx_runtime_agrees(ft::save_random_model(dir / "r18.safetensors", "resnet18", 2, 64, 8.0, 3), 3);
+  expect_onnx_runtime_agrees(ft::save_random_model(dir / "r50.safetensors", "resnet50", 2, 64, 0, 4), 2);
 }

@@ -14,6 +14,11 @@ void add_inference_flags(CLI::App* cmd, InferenceFlags& f) {
       ->check(CLI::Range(1, 4096));
   cmd->add_option("--workers", f.workers, "Image loading threads")->capture_default_str()->check(CLI::Range(1, 256));
   cmd->add_option("--device", f.device, "auto, cpu or cuda[:N]")->capture_default_str();
+  cmd->add_option("--precision", f.precision,
+                  "Number format of the network on the CPU: fp32, or bf16 where the CPU has AVX512-BF16 or AMX "
+                  "(EfficientNet-Lite models; faster, probabilities move slightly: docs/benchmarks.md)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->add_option("--max-megapixels", f.max_megapixels,
                   "Images of more pixels (from the file's header) are refused before decoding")
       ->capture_default_str()
@@ -24,6 +29,7 @@ PredictorOptions predictor_options(const InferenceFlags& f) {
   PredictorOptions o;
   o.model = f.model;
   o.device = f.device;
+  o.precision = f.precision;
   o.tta = f.tta;
   o.batch_size = f.batch_size;
   o.workers = f.workers;

@@ -67,6 +67,13 @@ torch::Tensor ConvBnActImpl::forward(torch::Tensor x) {
   return activate(bn(conv2d(x, conv->weight, {}, opt_.stride, pad_, opt_.groups)), opt_.act);
 }
 
+std::pair<torch::Tensor, torch::Tensor> ConvBnActImpl::inference_weight_and_bias() const {
+  torch::NoGradGuard no_grad;
+  if (folded()) return {conv->weight.contiguous().clone(), folded_bias_.contiguous().clone()};
+  const auto scale = bn->weight / torch::sqrt(bn->running_var + bn->options.eps());
+  return {(conv->weight * scale.view({-1, 1, 1, 1})).contiguous(), (bn->bias - bn->running_mean * scale).contiguous()};
+}
+
 void ConvBnActImpl::fold_batchnorm() {
   if (folded()) return;
   torch::NoGradGuard no_grad;

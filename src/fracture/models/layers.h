@@ -44,6 +44,9 @@ class ConvBnActImpl : public torch::nn::Module {
   // as in eval mode, in training mode too (so do not train it afterwards).
   void fold_batchnorm();
   bool folded() const { return folded_bias_.defined(); }
+  // The weight and bias this layer computes with in eval mode, BatchNorm
+  // folded in (whether or not fold_batchnorm ran); NCHW-contiguous copies.
+  std::pair<torch::Tensor, torch::Tensor> inference_weight_and_bias() const;
   const ConvBnActOptions& options() const { return opt_; }
   torch::nn::Conv2d conv{nullptr};
   torch::nn::BatchNorm2d bn{nullptr};

@@ -47,7 +47,8 @@ torch::Tensor forward_in_chunks(const std::function<torch::Tensor(const torch::T
 }
 
 void predict_batches(models::ClassifierImpl& net, data::DataLoader& loader, torch::Device device, bool tta,
-                     const std::function<void(const ScoredBatch&)>& on_batch, const std::string& progress_label) {
+                     const std::function<void(const ScoredBatch&)>& on_batch, const std::string& progress_label,
+                     const Forward& forward) {
   net.eval();
   loader.start_epoch(0);
   std::unique_ptr<util::Progress> bar;
@@ -57,9 +58,9 @@ void predict_batches(models::ClassifierImpl& net, data::DataLoader& loader, torc
     if (!batch->empty()) {
       torch::NoGradGuard no_grad;  // only here: on_batch may need gradients (heat maps)
       auto x = batch->images.to(device);
-      auto forward = [&](const torch::Tensor& part) { return net.forward(part); };
-      auto p = torch::softmax(forward_in_chunks(forward, x), 1);
-      if (tta) p = (p + torch::softmax(forward_in_chunks(forward, x.flip({3})), 1)) / 2;
+      const Forward run = forward ? forward : Forward([&](const torch::Tensor& part) { return net.forward(part); });
+      auto p = torch::softmax(forward_in_chunks(run, x), 1);
+      if (tta) p = (p + torch::softmax(forward_in_chunks(run, x.flip({3})), 1)) / 2;
       scored.probabilities = p.to(torch::kCPU);
     }
     on_batch(scored);
@@ -69,7 +70,7 @@ void predict_batches(models::ClassifierImpl& net, data::DataLoader& loader, torc
 }
 
 torch::Tensor predict_probabilities(models::ClassifierImpl& net, data::DataLoader& loader, torch::Device device,
-                                    bool tta, const std::string& progress_label) {
+                                    bool tta, const std::string& progress_label, const Forward& forward) {
   torch::Tensor out =
       torch::full({static_cast<int64_t>(loader.size()), net.num_classes()}, std::numeric_limits<float>::quiet_NaN());
   predict_batches(
@@ -78,7 +79,7 @@ torch::Tensor predict_probabilities(models::ClassifierImpl& net, data::DataLoade
         for (size_t k = 0; k < b.indices.size(); ++k)
           out[static_cast<int64_t>(b.indices[k])] = b.probabilities[static_cast<int64_t>(k)];
       },
-      progress_label);
+      progress_label, forward);
   return out;
 }
 

@@ -35,15 +35,21 @@ struct ScoredBatch {
   std::vector<std::pair<size_t, std::string>> failures;
 };
 
+// Images -> logits: net.forward, or the same through another engine (the
+// Predictor's oneDNN body).
+using Forward = std::function<torch::Tensor(const torch::Tensor&)>;
+
 // Scores the loader's samples batch by batch, calling `on_batch` with each
 // in order (bounded memory: nothing is kept). With `tta`, each image and
-// its horizontal mirror are averaged.
+// its horizontal mirror are averaged. `forward` replaces net.forward when given.
 void predict_batches(models::ClassifierImpl& net, data::DataLoader& loader, torch::Device device, bool tta,
-                     const std::function<void(const ScoredBatch&)>& on_batch, const std::string& progress_label = "");
+                     const std::function<void(const ScoredBatch&)>& on_batch, const std::string& progress_label = "",
+                     const Forward& forward = {});
 
 // Softmax probabilities [N, classes]; rows of unreadable samples are NaN.
 torch::Tensor predict_probabilities(models::ClassifierImpl& net, data::DataLoader& loader, torch::Device device,
-                                    bool tta = false, const std::string& progress_label = "");
+                                    bool tta = false, const std::string& progress_label = "",
+                                    const Forward& forward = {});
 
 // An ensemble's probabilities from its members' ([N, classes] each): the
 // normalised geometric mean, softmax(mean log p). For two classes that is the
