@@ -38,7 +38,8 @@ struct Predictor::State {
       engine = "oneDNN program, " + models::precision_name(precision);
       return;
     }
-    if (precision != models::Precision::fp32) throw std::invalid_argument("--precision bf16: " + why);
+    if (precision != models::Precision::fp32)
+      throw std::invalid_argument("--precision bf16 needs the oneDNN program, and it cannot run: " + why);
     engine = "LibTorch (no oneDNN program: " + why + ")";
   }
 };

@@ -1,9 +1,10 @@
 // EfficientNet-Lite's body as one oneDNN program (models/onednn_body.h): the
-// same features as LibTorch's modules (within float rounding: 1e-4 of the largest), for odd and non-square sizes, several
-// batch sizes, again and again (its buffers are shared and the residual adds
-// write in place); bf16 close to fp32 where the CPU runs it, and refused with
-// a reason where it does not; the networks it cannot fuse are named; and the
-// Predictor gives the same probabilities through it as through LibTorch.
+// same features as LibTorch's modules (within float rounding, 1e-4 of the
+// largest) for odd and non-square sizes, several batch sizes, again and again
+// (its buffers are shared and the residual adds write in place); bf16 close
+// to fp32 where the CPU runs it, and refused with a reason where it does not;
+// the networks it cannot fuse are named; and the Predictor gives the same
+// probabilities through it as through LibTorch.
 #include <gtest/gtest.h>
 
 #include "fracture/models/onednn_body.h"
