@@ -167,7 +167,6 @@ struct OneDnnBody::Program {
     last_use.back() = ops.size();  // the features: read after the last op
     std::vector<int> buffer_of(descs.size(), -1);
     std::vector<size_t> buffer_bytes, buffer_free_after;  // per buffer: size; the op after which it is free
-    std::vector<bool> buffer_busy;
     for (size_t i = 0; i < ops.size(); ++i) {
       const auto a = static_cast<size_t>(ops[i].dst);
       if (a == 0 || buffer_of[a] >= 0) continue;  // the input, or a residual add into a placed activation
