@@ -69,7 +69,7 @@ torch::Tensor ConvBnActImpl::forward(torch::Tensor x) {
 
 std::pair<torch::Tensor, torch::Tensor> ConvBnActImpl::inference_weight_and_bias() const {
   torch::NoGradGuard no_grad;
-  if (folded()) return {conv->weight.contiguous().clone(), folded_bias_.contiguous().clone()};
+  if (folded()) return {conv->weight.contiguous(), folded_bias_.contiguous()};
   const auto scale = bn->weight / torch::sqrt(bn->running_var + bn->options.eps());
   return {(conv->weight * scale.view({-1, 1, 1, 1})).contiguous(), (bn->bias - bn->running_mean * scale).contiguous()};
 }

@@ -45,7 +45,8 @@ class ConvBnActImpl : public torch::nn::Module {
   void fold_batchnorm();
   bool folded() const { return folded_bias_.defined(); }
   // The weight and bias this layer computes with in eval mode, BatchNorm
-  // folded in (whether or not fold_batchnorm ran); NCHW-contiguous copies.
+  // folded in (whether or not fold_batchnorm ran); NCHW-contiguous, for
+  // reading only (they may share the layer's storage).
   std::pair<torch::Tensor, torch::Tensor> inference_weight_and_bias() const;
   const ConvBnActOptions& options() const { return opt_; }
   torch::nn::Conv2d conv{nullptr};
