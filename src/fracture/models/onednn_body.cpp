@@ -38,7 +38,8 @@ std::string network_unsupported(const ClassifierImpl& net) {
 
 #ifndef FRACTURE_WITH_ONEDNN
 
-std::string onednn_body_unsupported(const ClassifierImpl&, Precision) {
+std::string onednn_body_unsupported(const ClassifierImpl& net, Precision) {
+  if (auto why = network_unsupported(net); !why.empty()) return why;
   return "this build has no oneDNN (libdnnl-dev was not found at configure time)";
 }
 struct OneDnnBody::Program {};
