@@ -4,10 +4,12 @@
 // size. For bench/onnx_peers.py, which runs it beside ONNX Runtime and
 // OpenVINO on the exported file.
 //
-//   network_speed MODEL BATCH SECONDS [THREADS] [fp32|bf16|libtorch]
+//   network_speed MODEL BATCH SECONDS [THREADS] [fp32|bf16|int8|libtorch]
 // libtorch: LibTorch's modules instead of the oneDNN program (BatchNorm
-// folded, channels-last), as predict ran before it.
-// prints one JSON line: {"images_per_s": ..., "passes": ..., "batch": ..., "size": ..., "threads": ..., "engine": ...}
+// folded, channels-last), as predict ran before it. int8 needs a model from
+// `fracture calibrate`.
+// prints one JSON line: {"images_per_s": ..., "passes": ..., "batch": ..., "size": ..., "threads": ...,
+// "gflop_per_image": ..., "gflops": ..., "engine": ...} (GFLOP of the convolutions, 2 per multiply-add)
 #include <torch/torch.h>
 
 #include <chrono>
@@ -16,12 +18,40 @@
 
 #include <nlohmann/json.hpp>
 
+#include "fracture/models/efficientnet.h"
 #include "fracture/predictor.h"
+#include "fracture/train/checkpoint.h"
+#include "fracture/util/paths.h"
 #include "fracture/util/runtime.h"
+
+// GFLOP (2 per multiply-add) of an EfficientNet's convolutions for one
+// size x size image; 0 for other networks. The head's pooling and classifier
+// add under 0.1%.
+double conv_gflop(const std::string& model, int size) {
+  const auto m = fracture::train::load_model(fracture::util::resolve_model(model));
+  const auto* net = dynamic_cast<const fracture::models::EfficientNetImpl*>(m.net.get());
+  if (!net) return 0;
+  double macs = 0;
+  int64_t side = size;
+  auto conv = [&](const fracture::models::ConvBnActImpl& layer) {
+    const auto& o = layer.options();
+    side = (side + o.stride - 1) / o.stride;  // SAME padding: ceil(input / stride)
+    macs += static_cast<double>(side * side) * o.out * (o.in / o.groups) * o.kernel * o.kernel;
+  };
+  conv(*net->stem);
+  for (const auto& stage : net->stages())
+    for (const auto& block : stage) {
+      if (block->has_expand()) conv(*block->expand);
+      conv(*block->dw);
+      conv(*block->project);
+    }
+  conv(*net->head_conv);
+  return 2 * macs / 1e9;
+}
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    std::cerr << "usage: network_speed MODEL BATCH SECONDS [THREADS] [fp32|bf16|libtorch]\n";
+    std::cerr << "usage: network_speed MODEL BATCH SECONDS [THREADS] [fp32|bf16|int8|libtorch]\n";
     return 2;
   }
   const int batch = std::stoi(argv[2]);
@@ -34,7 +64,7 @@ int main(int argc, char** argv) {
   options.device = "cpu";
   const std::string engine = argc > 5 ? argv[5] : "fp32";
   options.fused = engine != "libtorch";
-  options.precision = engine == "bf16" ? "bf16" : "fp32";
+  options.precision = engine == "libtorch" ? "fp32" : engine;
   fracture::Predictor predictor(options);
   const int size = predictor.info().preprocess.size;
   torch::manual_seed(0);
@@ -51,8 +81,10 @@ int main(int argc, char** argv) {
     ++passes;
     elapsed = std::chrono::duration<double>(clock::now() - start).count();
   }
+  const double gflop = conv_gflop(argv[1], size);
   std::cout << nlohmann::json{{"images_per_s", passes * batch / elapsed}, {"passes", passes}, {"batch", batch},
                               {"size", size}, {"threads", torch::get_num_threads()},
+                              {"gflop_per_image", gflop}, {"gflops", gflop * passes * batch / elapsed},
                               {"engine", predictor.engine()}}
                    .dump()
             << "\n";

@@ -12,13 +12,15 @@ configuration), and the medians over rounds are printed with ratios.
 
   network   random inputs of the model's size, batch 1 and 16, 224 and 384 px,
             --threads threads: fracture's Predictor::score (bench/network_speed:
-            fp32, which is the oneDNN program; bf16 where the CPU runs it;
-            LibTorch's modules, as predict ran before the program)
+            the oneDNN program in fp32; in bf16 where the CPU runs it; in
+            int8 where the CPU runs it and the model is calibrated (`fracture
+            calibrate`; the shipped model is); LibTorch's modules, as predict
+            ran before the program)
             against ONNX Runtime (CPU provider) and OpenVINO in fp32, and
             OpenVINO in its default precision on this CPU (bf16 where the CPU
             has it, else fp32 again);
-  files     file on disk -> probabilities at 384 px: `fracture predict`, and
-            with --precision bf16 where the CPU runs it (its
+  files     file on disk -> probabilities at 384 px: `fracture predict` with
+            --precision fp32, and bf16 and int8 where they run (its
             own timing line, model loading excluded) against a Python loop of
             PIL decode + resize + ONNX Runtime, batch 16, session creation
             excluded.
@@ -183,13 +185,17 @@ def main():
     with open(files_list, "w") as f:
         f.write("\n".join(files))
 
-    # fracture as predict runs it (fp32: the oneDNN program), in bf16 where this CPU runs it, and through
-    # LibTorch's modules (as predict ran before the program).
-    bf16 = subprocess.run([speed, models[sizes[0]], "1", "0.01", str(a.threads), "bf16"], capture_output=True).returncode == 0
-    engines = ["fracture", "libtorch"] + (["bf16"] if bf16 else []) + ["ort", "ov-fp32", "ov-default"]
-    predict_flags = {"predict": []}
-    if bf16:
-        predict_flags["predict-bf16"] = ["--precision", "bf16"]
+    # fracture's oneDNN program in fp32, and in bf16 and int8 where this CPU (and, for int8, the model's
+    # calibration) allows; and through LibTorch's modules (as predict ran before the program).
+    def runs(precision):
+        return subprocess.run([speed, models[sizes[0]], "1", "0.01", str(a.threads), precision],
+                              capture_output=True).returncode == 0
+    lower = [p for p in ("bf16", "int8") if runs(p)]
+    engines = ["fracture", "libtorch"] + lower + ["ort", "ov-fp32", "ov-default"]
+    predict_flags = {f"predict-{p}": ["--precision", p] for p in ["fp32"] + lower}
+    auto = subprocess.run([fracture, "-v", "predict", "-m", models[384], files[0]] if files else ["true"],
+                          capture_output=True, text=True).stderr
+    default = "int8" if "oneDNN program, int8" in auto else "fp32"
     results = {}  # (engine, size, batch) -> [img/s]
     precision = {}
     for r in range(a.rounds):
@@ -197,7 +203,7 @@ def main():
             onnx = models[size].replace(".safetensors", ".onnx")
             for batch in batches:
                 for e in engines:
-                    if e in ("fracture", "libtorch", "bf16"):
+                    if e in ("fracture", "libtorch", "bf16", "int8"):
                         out = run_json([speed, models[size], str(batch), str(a.seconds), str(a.threads),
                                         {"fracture": "fp32"}.get(e, e)])
                     else:
@@ -215,16 +221,16 @@ def main():
     med = {k: statistics.median(v) for k, v in results.items()}
     nan = float("nan")
     print(f"network only, images/s, medians of {a.rounds} interleaved rounds, {a.threads} threads, {os.cpu_count()} CPUs; "
-          f"OpenVINO default precision here: {precision.get('ov-default', '?')}; fracture bf16: "
-          f"{'yes' if bf16 else 'not on this CPU'}")
-    print(f"{'size/batch':>10} {'fp32':>7} {'bf16':>7} {'LibTorch':>8} {'ORT':>7} {'OV fp32':>8} {'OV dflt':>8}   "
-          f"{'x ORT':>6} {'x OV32':>6} {'x LibT':>6} {'bf16 x OVd':>10}")
+          f"OpenVINO default precision here: {precision.get('ov-default', '?')}; fracture runs here: fp32"
+          f"{''.join(', ' + p for p in lower)}; `--precision auto` picks {default} for this model")
+    print(f"{'size/batch':>10} {'fp32':>7} {'bf16':>7} {'int8':>7} {'LibTorch':>8} {'ORT':>7} {'OV fp32':>8} {'OV dflt':>8}   "
+          f"{'x ORT':>6} {'x OV32':>6} {'x LibT':>6} {'bf16 x OVd':>10} {'int8 x OVd':>10}")
     for size in sizes:
         for batch in batches:
-            f, l, b, o, v, d = (med.get((e, size, batch), nan)
-                                for e in ("fracture", "libtorch", "bf16", "ort", "ov-fp32", "ov-default"))
-            print(f"{size:>5} / {batch:<3} {f:7.1f} {b:7.1f} {l:8.1f} {o:7.1f} {v:8.1f} {d:8.1f}   "
-                  f"{f / o:6.2f} {f / v:6.2f} {f / l:6.2f} {b / d:10.2f}")
+            f, l, b, i, o, v, d = (med.get((e, size, batch), nan)
+                                   for e in ("fracture", "libtorch", "bf16", "int8", "ort", "ov-fp32", "ov-default"))
+            print(f"{size:>5} / {batch:<3} {f:7.1f} {b:7.1f} {i:7.1f} {l:8.1f} {o:7.1f} {v:8.1f} {d:8.1f}   "
+                  f"{f / o:6.2f} {f / v:6.2f} {f / l:6.2f} {b / d:10.2f} {i / d:10.2f}")
     if files:
         q = med[("python-ort", 384, 0)]
         for name in predict_flags:

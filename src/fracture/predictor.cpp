@@ -10,6 +10,7 @@
 
 #include "fracture/data/loader.h"
 #include "fracture/explain/gradcam.h"
+#include "fracture/export/int8_calibration.h"
 #include "fracture/explain/localisation.h"
 #include "fracture/models/onednn_body.h"
 #include "fracture/train/inference.h"
@@ -28,18 +29,40 @@ struct Predictor::State {
   torch::Tensor forward(const torch::Tensor& x) {
     return body ? model.net->forward_head(body->features(x)) : model.net->forward(x);
   }
-  // The oneDNN body where it can run; bf16 where it cannot is an error (there is no other bf16 path).
-  void choose_engine(bool fused, models::Precision precision) {
+  // auto: int8 where the model's int8 calibration passed its accuracy check
+  // and the program can run it here, else fp32; `why` says which and why.
+  models::Precision auto_precision(bool fused, std::string& why) const {
+    if (!fused || !device.is_cpu()) why = "auto: fp32, int8 runs only as the oneDNN program on the CPU";
+    else if (!exporter::int8_check_passed(model.info)) why = "auto: fp32, the model has no passed int8 check";
+    else if (auto no = models::onednn_body_unsupported(*model.net, models::Precision::int8); !no.empty())
+      why = "auto: fp32, " + no;
+    else {
+      why = "auto: int8, the model's int8 check passed";
+      return models::Precision::int8;
+    }
+    return models::Precision::fp32;
+  }
+
+  // The oneDNN body where it can run; bf16 or int8 where it cannot is an error (there is no other path for them).
+  void choose_engine(bool fused, models::Precision precision, const std::string& model_path) {
     std::string why = "not asked for";
     if (!device.is_cpu()) why = "not on the CPU";
     else if (fused) why = models::onednn_body_unsupported(*model.net, precision);
     if (why.empty()) {
-      body = std::make_unique<models::OneDnnBody>(*model.net, precision);
+      std::vector<float> ranges;
+      if (precision == models::Precision::int8) {
+        ranges = exporter::int8_ranges_of(model.info, model_path);
+        if (ranges.empty())
+          throw std::invalid_argument(model_path + " has no int8 calibration: make a calibrated copy with "
+                                      "`fracture calibrate -m " + model_path + " --data SPLIT.csv -o OUT.safetensors`");
+      }
+      body = std::make_unique<models::OneDnnBody>(*model.net, precision, ranges);
       engine = "oneDNN program, " + models::precision_name(precision);
       return;
     }
     if (precision != models::Precision::fp32)
-      throw std::invalid_argument("--precision bf16 needs the oneDNN program, and it cannot run: " + why);
+      throw std::invalid_argument("--precision " + models::precision_name(precision) +
+                                  " needs the oneDNN program, and it cannot run: " + why);
     engine = "LibTorch (no oneDNN program: " + why + ")";
   }
 };
@@ -47,10 +70,14 @@ struct Predictor::State {
 Predictor::Predictor(PredictorOptions options) : s_(std::make_unique<State>()) {
   options.model = util::resolve_model(options.model);
   s_->device = train::pick_device(options.device);  // a bad device or precision fails before the model loads
-  const auto precision = models::parse_precision(options.precision);
+  const bool automatic = options.precision == "auto";
+  auto precision = automatic ? models::Precision::fp32 : models::parse_precision(options.precision);
   s_->model = train::load_model(options.model);
   train::prepare_for_inference(*s_->model.net, s_->device);
-  s_->choose_engine(options.fused, precision);
+  std::string chosen;
+  if (automatic) precision = s_->auto_precision(options.fused, chosen);
+  s_->choose_engine(options.fused, precision, options.model);
+  if (automatic) s_->engine += " (" + chosen + ")";
   spdlog::debug("{}: {}", options.model, s_->engine);
   s_->loader.batch_size = options.batch_size;
   s_->loader.workers = options.workers;

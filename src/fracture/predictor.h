@@ -30,9 +30,12 @@ struct PredictorOptions {
   bool tta = false;  // average each image with its mirror image
   int batch_size = 16, workers = 2;  // for predict_files
   int64_t max_pixels = data::kDefaultMaxPixels;  // larger images are refused from their header
-  // The network's number format on the CPU: fp32, or bf16 where the CPU has
-  // AVX512-BF16 or AMX (faster; validation ROC-AUC in docs/benchmarks.md).
-  std::string precision = "fp32";
+  // The network's number format on the CPU: fp32; bf16 where the CPU has
+  // AVX512-BF16 or AMX; int8 where it has VNNI, for a calibrated model
+  // (export/int8_calibration.h); auto: int8 where the model's calibration
+  // passed its accuracy check and int8 runs here, else fp32. Speed and
+  // validation ROC-AUC: docs/benchmarks.md.
+  std::string precision = "auto";
   // On the CPU, run an EfficientNet-Lite's body as one oneDNN program
   // (models/onednn_body.h) where this build and the model allow it; false
   // keeps LibTorch's modules (the benchmarks compare the two).

@@ -15,6 +15,7 @@
 #include "fracture/data/dataset.h"
 #include "fracture/util/atomic_file.h"
 #include "fracture/util/hash.h"
+#include "small_model.h"
 
 namespace ft = fracture::testing;
 
@@ -319,4 +320,33 @@ TEST(Cli, PredictShardsCoverTheInputsOnce) {
   EXPECT_EQ(ranked.code, 2);
   EXPECT_NE(ranked.err.find("put {shard} in --out"), std::string::npos) << ranked.err;
   EXPECT_FALSE(std::filesystem::exists(dir / "same.jsonl"));
+}
+
+// `fracture calibrate` writes the int8 copy and says on stdout what it
+// measured and what its check found, logs on stderr; the copy predicts;
+// bad flags fail before any work.
+TEST(Cli, CalibrateWritesAnInt8CopyAndItsCheck) {
+  ft::TempDir dir;
+  ft::make_fracatlas(dir, 40, 64);
+  ASSERT_EQ(ft::run_cli("split --data " + dir.path.string() + " --out " + (dir / "split.csv") + " --seed 1").code, 0);
+  const auto model = ft::save_random_model(dir / "lite.safetensors", "efficientnet_lite0", 2, 64, 0, 3);
+  const auto r = ft::run_cli("calibrate -m " + model + " --data " + (dir / "split.csv") + " --images 8 -o " +
+                             (dir / "lite-int8.safetensors"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 2) << r.out;
+  EXPECT_NE(r.out.find("int8 ranges of 49 activations from 8 train images (0 unreadable), from lite.safetensors"),
+            std::string::npos) << r.out;
+  EXPECT_TRUE(r.out.find("int8 check on ") != std::string::npos || r.out.find("int8 check: not run (") != std::string::npos)
+      << r.out;
+  const auto d = fracture::data::load_dataset(dir / "split.csv");
+  const auto p = ft::run_cli("predict -m " + (dir / "lite-int8.safetensors") + " " + d.samples[0].path);
+  ASSERT_EQ(p.code, 0) << p.err;
+  EXPECT_EQ(nlohmann::json::parse(p.out)["model"], "lite-int8.safetensors");
+
+  const auto bad = ft::run_cli("calibrate -m " + model + " --data " + (dir / "split.csv") + " --percentile 20 -o " +
+                               (dir / "x.safetensors"));
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_TRUE(bad.out.empty()) << bad.out;
+  EXPECT_NE(bad.err.find("--percentile"), std::string::npos) << bad.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "x.safetensors"));
 }

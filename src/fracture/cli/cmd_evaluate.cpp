@@ -33,7 +33,7 @@ std::string f(const nlohmann::json& x) { return x.is_null() ? std::string("n/a")
 // A model of more than two classes: its metrics written and summarised on stdout.
 void evaluate_multiclass(const std::vector<data::Sample>& samples, const torch::Tensor& probabilities,
                          const std::vector<std::string>& classes, const std::string& model, const std::string& sha256,
-                         const std::string& split, const eval::EvaluationOptions& opt) {
+                         const std::string& engine, const std::string& split, const eval::EvaluationOptions& opt) {
   eval::MulticlassEvaluationInput in;
   in.samples = samples;
   for (int64_t i = 0; i < probabilities.size(0); ++i) {
@@ -43,6 +43,7 @@ void evaluate_multiclass(const std::vector<data::Sample>& samples, const torch::
   in.class_names = classes;
   in.model = model;
   in.model_sha256 = sha256;
+  in.engine = engine;
   in.split = split;
   const auto j = eval::write_multiclass_evaluation(in, opt);
   std::cout << fmt::format("{} split: {} images, {} classes, predicted class: the most probable\n", split,
@@ -154,10 +155,15 @@ void add_evaluate_command(CLI::App& app) {
     if (members.size() == 1 && !built_in_model) opt.training_metrics = (model_dir / "metrics.jsonl").string();
     std::string model_name = a->model, sha256;
     for (const auto& path : a->ensemble) model_name += " + " + path;
-    for (const auto& member : members) sha256 += (sha256.empty() ? "" : " + ") + member->sha256();
+    std::string engine;
+    for (const auto& member : members) {
+      sha256 += (sha256.empty() ? "" : " + ") + member->sha256();
+      engine += (engine.empty() ? "" : " + ") + member->engine();
+    }
     if (info.class_names.size() > 2) {
       if (a->threshold >= 0) throw CLI::ValidationError("--threshold", "applies to two-class models only (this one takes the most probable class)");
-      evaluate_multiclass(samples, score_all(samples, a->split), info.class_names, model_name, sha256, a->split, opt);
+      evaluate_multiclass(samples, score_all(samples, a->split), info.class_names, model_name, sha256, engine, a->split,
+                          opt);
       return;
     }
     eval::EvaluationInput in;
@@ -187,6 +193,7 @@ void add_evaluate_command(CLI::App& app) {
     }
     in.model = model_name;
     in.model_sha256 = sha256;
+    in.engine = engine;
     in.split = a->split;
     in.positive_class = info.class_names[1];
     const auto j = eval::write_evaluation(in, opt);

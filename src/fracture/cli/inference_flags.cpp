@@ -15,10 +15,11 @@ void add_inference_flags(CLI::App* cmd, InferenceFlags& f) {
   cmd->add_option("--workers", f.workers, "Image loading threads")->capture_default_str()->check(CLI::Range(1, 256));
   cmd->add_option("--device", f.device, "auto, cpu or cuda[:N]")->capture_default_str();
   cmd->add_option("--precision", f.precision,
-                  "Number format of the network on the CPU: fp32, or bf16 where the CPU has AVX512-BF16 or AMX "
-                  "(EfficientNet-Lite models; faster, probabilities move slightly: docs/benchmarks.md)")
+                  "Number format of the network on the CPU: fp32; bf16 where the CPU has AVX512-BF16 or AMX; int8 "
+                  "where it has VNNI, for a model from `fracture calibrate`; auto: int8 where the model's int8 "
+                  "check passed and the CPU runs it, else fp32 (EfficientNet-Lite models; docs/benchmarks.md)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"fp32", "bf16"}));
+      ->check(CLI::IsMember({"auto", "fp32", "bf16", "int8"}));
   cmd->add_option("--max-megapixels", f.max_megapixels,
                   "Images of more pixels (from the file's header) are refused before decoding")
       ->capture_default_str()

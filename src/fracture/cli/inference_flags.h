@@ -11,7 +11,7 @@
 namespace fracture::cli {
 
 struct InferenceFlags {
-  std::string model, device = "auto", precision = "fp32";
+  std::string model, device = "auto", precision = "auto";
   int batch_size = 16, workers = 2;
   bool tta = false;
   double max_megapixels = static_cast<double>(data::kDefaultMaxPixels) / 1e6;

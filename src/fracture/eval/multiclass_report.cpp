@@ -58,6 +58,7 @@ nlohmann::json write_multiclass_evaluation(const MulticlassEvaluationInput& in, 
   nlohmann::json out;
   out["model"] = in.model;
   out["model_sha256"] = in.model_sha256;
+  out["engine"] = in.engine;
   out["split"] = in.split;
   out["n"] = y.size();
   out["classes"] = names;
@@ -107,7 +108,7 @@ nlohmann::json write_multiclass_evaluation(const MulticlassEvaluationInput& in, 
 
   std::ostringstream md;
   md << "# Evaluation: " << in.split << " split\n\n"
-     << "Model `" << in.model << "`; " << y.size() << " images, " << k
+     << "Model `" << in.model << "` (" << in.engine << "); " << y.size() << " images, " << k
      << " classes. The predicted class is the most probable one. 95% confidence intervals: percentile bootstrap, "
      << opt.bootstrap << " resamples. ROC-AUCs are one-vs-rest, from the predicted probabilities.\n\n"
      << "*Research use only - not a medical device.*\n\n| metric | value (95% CI) |\n|---|---|\n";

@@ -79,6 +79,7 @@ nlohmann::json write_evaluation(const EvaluationInput& in, const EvaluationOptio
   nlohmann::json out;
   out["model"] = in.model;
   out["model_sha256"] = in.model_sha256;
+  out["engine"] = in.engine;
   out["split"] = in.split;
   out["n"] = y.size();
   out["positives"] = std::count(y.begin(), y.end(), 1);
@@ -148,7 +149,7 @@ nlohmann::json write_evaluation(const EvaluationInput& in, const EvaluationOptio
   // The report.
   std::ostringstream md;
   md << "# Evaluation: " << in.split << " split\n\n"
-     << "Model `" << in.model << "`; " << y.size() << " images, " << out["positives"] << " " << in.positive_class
+     << "Model `" << in.model << "` (" << in.engine << "); " << y.size() << " images, " << out["positives"] << " " << in.positive_class
      << " (prevalence " << fmt::format("{:.1f}%", 100 * prevalence) << "). Operating threshold " << fmt::format("{:.4f}", t)
      << " (" << in.threshold_rule << "). 95% confidence intervals: percentile bootstrap, " << opt.bootstrap
      << " resamples. All metrics come from predicted probabilities; threshold-dependent ones use the threshold "

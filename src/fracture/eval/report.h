@@ -19,6 +19,7 @@ struct EvaluationInput {
   std::string threshold_rule;
   std::string model;  // path or name, for the report
   std::string model_sha256;  // of each model file, joined with " + " for an ensemble
+  std::string engine;  // how the network ran (Predictor::engine(): the precision among others)
   std::string split;  // "test", "val", ...
   std::string positive_class = "fractured";
   nlohmann::json localisation;  // explain::PointingGame::to_json(), or null where not played
@@ -49,6 +50,7 @@ struct MulticlassEvaluationInput {
   ProbabilityRows probabilities;  // one row per sample; a NaN row: unreadable
   std::vector<std::string> class_names;
   std::string model, model_sha256, split;
+  std::string engine;  // how the network ran (Predictor::engine())
 };
 nlohmann::json write_multiclass_evaluation(const MulticlassEvaluationInput& input, const EvaluationOptions& options);
 

@@ -21,6 +21,7 @@
 #include <memory>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "fracture/models/classifier.h"
 
@@ -28,9 +29,21 @@ namespace fracture::models {
 
 // The number format of the program's weights and activations. bf16 keeps
 // biases and accumulation in f32; it needs AVX512-BF16 or AMX to be fast.
-enum class Precision { fp32, bf16 };
-Precision parse_precision(const std::string& name);  // "fp32" or "bf16"; throws std::invalid_argument
+// int8: weights quantised per output channel, activations per tensor with
+// ranges measured on calibration images (int8_activation_ranges);
+// accumulation in int32, the head conv's output in f32.
+enum class Precision { fp32, bf16, int8 };
+Precision parse_precision(const std::string& name);  // "fp32", "bf16" or "int8"; throws std::invalid_argument
 std::string precision_name(Precision p);
+
+// The magnitude each activation the int8 program quantises reaches on
+// `images` ([N, 3, H, W], preprocessed as for prediction) at `percentile`
+// (100: the largest), in the program's order (input, stem, then each
+// block's expand, depthwise and project-plus-residual outputs), each the max
+// of itself and `so_far`'s: call it batch by batch. Runs LibTorch's modules;
+// needs no oneDNN.
+std::vector<float> int8_activation_ranges(ClassifierImpl& net, const torch::Tensor& images,
+                                          std::vector<float> so_far = {}, double percentile = 100);
 
 // Why `net` cannot run as a oneDNN program at `precision` on this machine and
 // build, or "" when it can: this build has no oneDNN; not an EfficientNet;
@@ -43,8 +56,9 @@ std::string onednn_body_unsupported(const ClassifierImpl& net, Precision precisi
 class OneDnnBody {
  public:
   // Reads the network's weights now: build it after the network is final.
-  // Throws std::invalid_argument with onednn_body_unsupported's reason.
-  OneDnnBody(const ClassifierImpl& net, Precision precision);
+  // Throws std::invalid_argument with onednn_body_unsupported's reason, or
+  // for int8 without ranges (int8_activation_ranges) that fit the network.
+  OneDnnBody(const ClassifierImpl& net, Precision precision, std::vector<float> int8_ranges = {});
   ~OneDnnBody();
   OneDnnBody(const OneDnnBody&) = delete;
   OneDnnBody& operator=(const OneDnnBody&) = delete;
@@ -58,6 +72,7 @@ class OneDnnBody {
   struct Program;
   const ClassifierImpl& net_;
   Precision precision_;
+  std::vector<float> int8_ranges_;
   std::map<std::tuple<int64_t, int64_t, int64_t>, std::unique_ptr<Program>> programs_;  // by N, H, W
 };
 

@@ -1,0 +1,165 @@
+#include "fracture/export/int8_calibration.h"
+
+#include <cmath>
+#include <stdexcept>
+
+#include "fracture/data/loader.h"
+#include "fracture/eval/metrics.h"
+#include "fracture/models/onednn_body.h"
+#include "fracture/predictor.h"
+
+namespace fracture::exporter {
+
+namespace {
+
+// Up to `count` of `samples`, evenly spaced, in their order.
+std::vector<data::Sample> spread(const std::vector<data::Sample>& samples, size_t count) {
+  if (samples.size() <= count) return samples;
+  std::vector<data::Sample> out;
+  out.reserve(count);
+  for (size_t i = 0; i < count; ++i) out.push_back(samples[i * samples.size() / count]);
+  return out;
+}
+
+// ROC-AUC of a two-class model's positive class, or the macro mean of the
+// one-vs-rest ROC-AUCs; the predicted labels as `decide` would give them.
+struct Scored {
+  double auc = 0;
+  std::vector<int> predicted;
+};
+Scored score(const torch::Tensor& probabilities, const std::vector<int>& labels, double threshold) {
+  const int64_t classes = probabilities.size(1);
+  const auto p = probabilities.to(torch::kDouble).contiguous();
+  Scored s;
+  std::vector<double> column(labels.size());
+  int counted = 0;
+  for (int64_t c = classes == 2 ? 1 : 0; c < classes; ++c) {
+    std::vector<int> is_c(labels.size());
+    for (size_t i = 0; i < labels.size(); ++i) {
+      column[i] = p[static_cast<int64_t>(i)][c].item<double>();
+      is_c[i] = labels[i] == c;
+    }
+    const double auc = eval::roc_auc(is_c, column);
+    if (std::isfinite(auc)) s.auc += auc, ++counted;
+  }
+  s.auc = counted ? s.auc / counted : std::nan("");
+  const auto argmax = p.argmax(1);
+  for (size_t i = 0; i < labels.size(); ++i) {
+    const auto row = static_cast<int64_t>(i);
+    s.predicted.push_back(classes == 2 ? p[row][1].item<double>() >= threshold : argmax[row].item<int>());
+  }
+  return s;
+}
+
+// The int8 accuracy check of a calibrated model file.
+Int8Check check_int8(const std::string& model_path, const std::vector<data::Sample>& samples,
+                     const std::string& split) {
+  PredictorOptions o{model_path};
+  o.device = "cpu";
+  Predictor fp32(o);
+  o.precision = "int8";
+  Predictor int8(o);
+  const auto p32 = fp32.probabilities_of(samples, "int8 check, fp32");
+  const auto p8 = int8.probabilities_of(samples, "int8 check, int8");
+  // Unreadable samples (NaN rows) are left out of both.
+  const auto readable = torch::isfinite(p32).all(1).logical_and(torch::isfinite(p8).all(1));
+  std::vector<int> labels;
+  std::vector<int64_t> rows;
+  for (size_t i = 0; i < samples.size(); ++i)
+    if (readable[static_cast<int64_t>(i)].item<bool>()) {
+      labels.push_back(samples[i].label);
+      rows.push_back(static_cast<int64_t>(i));
+    }
+  if (labels.empty()) throw std::runtime_error("int8 check: none of the " + split + " images could be read");
+  const auto index = torch::tensor(rows);
+  const auto threshold = fp32.info().threshold;
+  const auto a = score(p32.index_select(0, index), labels, threshold);
+  const auto b = score(p8.index_select(0, index), labels, threshold);
+  Int8Check c;
+  c.split = split;
+  c.images = labels.size();
+  c.roc_auc_fp32 = a.auc;
+  c.roc_auc_int8 = b.auc;
+  for (size_t i = 0; i < labels.size(); ++i) c.labels_changed += a.predicted[i] != b.predicted[i];
+  c.passed = std::isfinite(a.auc) && std::isfinite(b.auc) && std::abs(b.auc - a.auc) <= kInt8AucTolerance;
+  return c;
+}
+
+}  // namespace
+
+CalibrationSummary calibrate_int8(train::LoadedModel& model, const std::vector<data::Sample>& samples,
+                                  const CalibrationOptions& options) {
+  if (options.max_images == 0) throw std::invalid_argument("calibration needs at least one image");
+  if (!(options.percentile > 50 && options.percentile <= 100))
+    throw std::invalid_argument("calibration percentile must be above 50 and at most 100");
+  model.net->eval();
+  data::LoaderOptions loading;
+  loading.batch_size = 16;
+  loading.preprocess = model.info.preprocess;
+  data::DataLoader loader(spread(samples, options.max_images), loading);
+  loader.start_epoch(0);
+  std::vector<float> ranges;
+  CalibrationSummary summary;
+  while (auto batch = loader.next()) {
+    for (const auto& f : batch->failures) summary.unreadable.push_back(f.second);
+    if (batch->empty()) continue;
+    ranges = models::int8_activation_ranges(*model.net, batch->images, std::move(ranges), options.percentile);
+    summary.images += batch->indices.size();
+  }
+  if (summary.images == 0) throw std::runtime_error("calibration: none of the images could be read");
+  summary.activations = ranges.size();
+  model.info.extra[kInt8CalibrationKey] = {{"activation_max", ranges},
+                                           {"images", summary.images},
+                                           {"percentile", options.percentile},
+                                           {"data", options.data}};
+  return summary;
+}
+
+CalibrationSummary calibrate_int8_file(const std::string& model_path, const std::vector<data::Sample>& samples,
+                                       const CalibrationOptions& options, const std::string& out_path,
+                                       const std::vector<data::Sample>& check_samples,
+                                       const std::string& check_split) {
+  auto model = train::load_model(model_path);
+  if (auto why = models::onednn_body_unsupported(*model.net, models::Precision::fp32);
+      !why.empty() && why.find("no oneDNN") == std::string::npos)
+    throw std::invalid_argument(model_path + " cannot run in int8: " + why);
+  auto summary = calibrate_int8(model, samples, options);
+  train::save_model(out_path, *model.net, model.info);
+  if (check_samples.empty()) {
+    summary.no_check_reason = "no check images given";
+    return summary;
+  }
+  summary.no_check_reason = models::onednn_body_unsupported(*model.net, models::Precision::int8);
+  if (!summary.no_check_reason.empty()) return summary;
+  summary.check = check_int8(out_path, check_samples, check_split);
+  const auto& c = *summary.check;
+  model.info.extra[kInt8CalibrationKey]["check"] = {
+      {"split", c.split},         {"images", c.images},
+      {"roc_auc_fp32", c.roc_auc_fp32}, {"roc_auc_int8", c.roc_auc_int8},
+      {"labels_changed", c.labels_changed}, {"tolerance", kInt8AucTolerance},
+      {"passed", c.passed}};
+  train::save_model(out_path, *model.net, model.info);
+  return summary;
+}
+
+std::vector<float> int8_ranges_of(const train::ModelInfo& info, const std::string& origin) {
+  if (!info.extra.contains(kInt8CalibrationKey)) return {};
+  std::vector<float> ranges;
+  try {
+    ranges = info.extra.at(kInt8CalibrationKey).at("activation_max").get<std::vector<float>>();
+  } catch (const std::exception& e) {
+    throw std::runtime_error(origin + ": int8 calibration is malformed (" + e.what() + ")");
+  }
+  for (float r : ranges)
+    if (!std::isfinite(r) || r <= 0)
+      throw std::runtime_error(origin + ": int8 calibration holds a range that is not finite and positive");
+  return ranges;
+}
+
+bool int8_check_passed(const train::ModelInfo& info) {
+  if (!info.extra.contains(kInt8CalibrationKey)) return false;
+  const auto& c = info.extra.at(kInt8CalibrationKey);
+  return c.contains("check") && c.at("check").value("passed", false);
+}
+
+}  // namespace fracture::exporter

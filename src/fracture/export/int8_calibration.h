@@ -1,0 +1,68 @@
+#pragma once
+// int8 calibration: the activation ranges the int8 oneDNN program
+// (models/onednn_body.h, `--precision int8`) quantises to, measured once on
+// training images and kept in the model file's description with the result
+// of an accuracy check on validation images, so that predict, evaluate and
+// the server need nothing but the model, and `--precision auto` knows
+// whether int8 may be used.
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "fracture/data/dataset.h"
+#include "fracture/train/checkpoint.h"
+
+namespace fracture::exporter {
+
+// The description key that holds the calibration.
+inline constexpr const char* kInt8CalibrationKey = "int8_calibration";
+// The accuracy check: validation ROC-AUC (macro one-vs-rest for N classes)
+// in int8 within this of fp32's (issue 19's rule).
+inline constexpr double kInt8AucTolerance = 0.002;
+
+struct CalibrationOptions {
+  size_t max_images = 256;  // spread evenly over the calibration samples
+  // Each activation's range: this percentile of its magnitudes in each
+  // batch of 16 images, the largest over batches (100: the maximum).
+  // 99.999 was chosen on validation (docs/benchmarks.md).
+  double percentile = 99.999;
+  std::string data;  // where the samples came from, for the description
+};
+
+struct Int8Check {
+  std::string split;
+  size_t images = 0;  // readable ones
+  double roc_auc_fp32 = 0, roc_auc_int8 = 0;
+  size_t labels_changed = 0;
+  bool passed = false;
+};
+
+struct CalibrationSummary {
+  size_t images = 0;
+  std::vector<std::string> unreadable;  // one message per file skipped, naming it
+  size_t activations = 0;               // ranges measured
+  std::optional<Int8Check> check;       // none: not asked for, or this CPU cannot run int8
+  std::string no_check_reason;
+};
+
+// Measures `model`'s ranges on `samples` and puts them in its description.
+// Unreadable files are skipped and listed; none readable is an error.
+CalibrationSummary calibrate_int8(train::LoadedModel& model, const std::vector<data::Sample>& samples,
+                                  const CalibrationOptions& options);
+
+// Loads `model_path`, calibrates it on `samples`, and writes the calibrated
+// copy to `out_path` (atomically). With `check_samples`, scores them in fp32
+// and int8 with that copy and records the check in it (`check_split` names
+// them); where this CPU cannot run int8, says why instead.
+CalibrationSummary calibrate_int8_file(const std::string& model_path, const std::vector<data::Sample>& samples,
+                                       const CalibrationOptions& options, const std::string& out_path,
+                                       const std::vector<data::Sample>& check_samples = {},
+                                       const std::string& check_split = "val");
+
+// The ranges in a model's description; empty when it was never calibrated.
+// Throws naming `origin` when they are there but malformed.
+std::vector<float> int8_ranges_of(const train::ModelInfo& info, const std::string& origin);
+// Whether the model's calibration passed its accuracy check.
+bool int8_check_passed(const train::ModelInfo& info);
+
+}  // namespace fracture::exporter

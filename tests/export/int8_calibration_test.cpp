@@ -1,0 +1,139 @@
+// int8 calibration (export/int8_calibration.h): the ranges land in a copy of
+// the model with nothing else changed; unreadable images are skipped and
+// named; the accuracy check is recorded where the CPU runs int8 (and its
+// absence explained where it does not); `--precision auto` runs int8 only for
+// a model whose check passed; `--precision int8` without a calibration
+// says how to make one.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "fracture/export/int8_calibration.h"
+#include "fracture/models/onednn_body.h"
+#include "fracture/predictor.h"
+#include "helpers.h"
+#include "small_model.h"
+
+using namespace fracture;
+namespace ft = fracture::testing;
+
+namespace {
+
+std::vector<data::Sample> synthetic_samples(const ft::TempDir& dir, const std::string& split, int count, unsigned seed) {
+  std::vector<data::Sample> samples;
+  for (int i = 0; i < count; ++i) {
+    data::Sample s;
+    s.path = dir / (split + std::to_string(i) + ".png");
+    s.label = i % 2;
+    s.split = split;
+    ft::write_image(s.path, ft::synthetic_xray(80 + 7 * i, 96, seed + static_cast<unsigned>(i), s.label == 1));
+    samples.push_back(s);
+  }
+  return samples;
+}
+
+// The model file with its int8 check's verdict set to `passed`.
+std::string with_check(const std::string& path, const std::string& out, bool passed) {
+  auto m = train::load_model(path);
+  m.info.extra[exporter::kInt8CalibrationKey]["check"] = {{"passed", passed}};
+  train::save_model(out, *m.net, m.info);
+  return out;
+}
+
+}  // namespace
+
+TEST(Int8Calibration, WritesRangesIntoACopyAndChecksIt) {
+  ft::TempDir dir;
+  const auto model = ft::save_random_model(dir / "lite.safetensors", "efficientnet_lite0", 2, 64, 0, 3);
+  auto train = synthetic_samples(dir, "train", 9, 10);
+  train.push_back({dir / "broken.png", 0, "train"});
+  std::ofstream(train.back().path) << "not an image";
+  const auto val = synthetic_samples(dir, "val", 6, 50);
+  exporter::CalibrationOptions options;
+  options.max_images = 100;
+  options.data = "synthetic";
+  const auto out = dir / "lite-int8.safetensors";
+  const auto s = exporter::calibrate_int8_file(model, train, options, out, val);
+  EXPECT_EQ(s.images, 9u);
+  ASSERT_EQ(s.unreadable.size(), 1u);
+  EXPECT_NE(s.unreadable[0].find("broken.png"), std::string::npos) << s.unreadable[0];
+  EXPECT_EQ(s.activations, 49u);
+
+  const auto before = train::load_model(model), after = train::load_model(out);
+  EXPECT_EQ(exporter::int8_ranges_of(after.info, out).size(), 49u);
+  EXPECT_TRUE(exporter::int8_ranges_of(before.info, model).empty());
+  EXPECT_EQ(after.info.threshold, before.info.threshold);
+  EXPECT_EQ(after.info.class_names, before.info.class_names);
+  const auto a = models::module_state(*before.net), b = models::module_state(*after.net);
+  for (const auto& [name, t] : a) EXPECT_TRUE(torch::equal(t, b.at(name))) << name;
+
+  const std::string no_int8 = models::onednn_body_unsupported(*after.net, models::Precision::int8);
+  if (!no_int8.empty()) {  // this CPU or build cannot run int8: no check, and why
+    EXPECT_FALSE(s.check.has_value());
+    EXPECT_EQ(s.no_check_reason, no_int8);
+    EXPECT_FALSE(exporter::int8_check_passed(after.info));
+    return;
+  }
+  ASSERT_TRUE(s.check.has_value());
+  EXPECT_EQ(s.check->images, 6u);
+  EXPECT_EQ(s.check->split, "val");
+  EXPECT_GE(s.check->roc_auc_fp32, 0.0);
+  EXPECT_LE(s.check->roc_auc_int8, 1.0);
+  EXPECT_EQ(s.check->passed, std::abs(s.check->roc_auc_int8 - s.check->roc_auc_fp32) <= exporter::kInt8AucTolerance);
+  EXPECT_EQ(exporter::int8_check_passed(after.info), s.check->passed);
+  const auto& recorded = after.info.extra[exporter::kInt8CalibrationKey];
+  EXPECT_EQ(recorded["check"]["labels_changed"].get<size_t>(), s.check->labels_changed);
+  EXPECT_EQ(recorded["images"].get<size_t>(), 9u);
+  EXPECT_EQ(recorded["data"], "synthetic");
+}
+
+TEST(Int8Calibration, AutoRunsInt8OnlyWhereTheCheckPassed) {
+  ft::TempDir dir;
+  const auto model = ft::save_random_model(dir / "lite.safetensors", "efficientnet_lite0", 2, 64, 0, 3);
+  const auto calibrated = dir / "calibrated.safetensors";
+  exporter::calibrate_int8_file(model, synthetic_samples(dir, "train", 4, 10), {}, calibrated);  // no check
+  const auto passed = with_check(calibrated, dir / "passed.safetensors", true);
+  const auto failed = with_check(calibrated, dir / "failed.safetensors", false);
+  auto engine_of = [](const std::string& path, const std::string& precision) {
+    PredictorOptions o{path};
+    o.device = "cpu";
+    o.precision = precision;
+    return Predictor(o).engine();
+  };
+  for (const auto& path : {model, calibrated, failed})
+    EXPECT_EQ(engine_of(path, "auto").find("int8,"), std::string::npos) << path << ": " << engine_of(path, "auto");
+  const bool runs_int8 = models::onednn_body_unsupported(*train::load_model(model).net, models::Precision::int8).empty();
+  const auto chosen = engine_of(passed, "auto");
+  if (runs_int8) {
+    EXPECT_EQ(chosen.rfind("oneDNN program, int8 (auto: int8", 0), 0u) << chosen;
+    EXPECT_EQ(engine_of(calibrated, "int8"), "oneDNN program, int8");  // asked for: no check needed
+    try {
+      engine_of(model, "int8");
+      FAIL() << "int8 without a calibration ran";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("fracture calibrate"), std::string::npos) << e.what();
+    }
+  } else {
+    EXPECT_NE(chosen.find("auto: fp32"), std::string::npos) << chosen;
+    EXPECT_THROW(engine_of(passed, "int8"), std::invalid_argument);
+  }
+}
+
+TEST(Int8Calibration, RefusesWhatItCannotCalibrate) {
+  ft::TempDir dir;
+  const auto resnet = ft::save_small_model(dir / "resnet.safetensors", {"a", "b"}, 0.5, 1);
+  const auto samples = synthetic_samples(dir, "train", 2, 10);
+  try {
+    exporter::calibrate_int8_file(resnet, samples, {}, dir / "out.safetensors");
+    FAIL() << "a ResNet was calibrated";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("resnet.safetensors"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir / "out.safetensors"));
+  const auto lite = ft::save_random_model(dir / "lite.safetensors", "efficientnet_lite0", 2, 64, 0, 3);
+  std::vector<data::Sample> unreadable{{dir / "missing.png", 0, "train"}};
+  EXPECT_THROW(exporter::calibrate_int8_file(lite, unreadable, {}, dir / "out.safetensors"), std::runtime_error);
+  exporter::CalibrationOptions bad;
+  bad.percentile = 30;
+  EXPECT_THROW(exporter::calibrate_int8_file(lite, samples, bad, dir / "out.safetensors"), std::invalid_argument);
+}
