@@ -4,9 +4,9 @@
 // size. For bench/onnx_peers.py, which runs it beside ONNX Runtime and
 // OpenVINO on the exported file.
 //
-//   network_speed MODEL BATCH SECONDS [THREADS] [fp32|bf16|int8|libtorch]
+//   network_speed MODEL BATCH SECONDS [THREADS] [fp32|bf16|int8|auto|libtorch]
 // libtorch: LibTorch's modules instead of the oneDNN program (BatchNorm
-// folded, channels-last), as predict ran before it. int8 needs a model from
+// folded, channels-last), as predict ran before it; auto: what predict picks. int8 needs a model from
 // `fracture calibrate`.
 // prints one JSON line: {"images_per_s": ..., "passes": ..., "batch": ..., "size": ..., "threads": ...,
 // "gflop_per_image": ..., "gflops": ..., "engine": ...} (GFLOP of the convolutions, 2 per multiply-add)
@@ -51,7 +51,7 @@ double conv_gflop(const std::string& model, int size) {
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    std::cerr << "usage: network_speed MODEL BATCH SECONDS [THREADS] [fp32|bf16|int8|libtorch]\n";
+    std::cerr << "usage: network_speed MODEL BATCH SECONDS [THREADS] [fp32|bf16|int8|auto|libtorch]\n";
     return 2;
   }
   const int batch = std::stoi(argv[2]);

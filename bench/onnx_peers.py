@@ -193,11 +193,11 @@ def main():
     lower = [p for p in ("bf16", "int8") if runs(p)]
     engines = ["fracture", "libtorch"] + lower + ["ort", "ov-fp32", "ov-default"]
     predict_flags = {f"predict-{p}": ["--precision", p] for p in ["fp32"] + lower}
-    auto = subprocess.run([fracture, "-v", "predict", "-m", models[384], files[0]] if files else ["true"],
-                          capture_output=True, text=True).stderr
+    auto = run_json([speed, models[sizes[-1]], "1", "0.01", str(a.threads), "auto"])["engine"]
     default = "int8" if "oneDNN program, int8" in auto else "fp32"
     results = {}  # (engine, size, batch) -> [img/s]
     precision = {}
+    gflop = {}  # size -> GFLOP an image (2 per multiply-add), as network_speed counts them
     for r in range(a.rounds):
         for size in sizes:
             onnx = models[size].replace(".safetensors", ".onnx")
@@ -206,6 +206,7 @@ def main():
                     if e in ("fracture", "libtorch", "bf16", "int8"):
                         out = run_json([speed, models[size], str(batch), str(a.seconds), str(a.threads),
                                         {"fracture": "fp32"}.get(e, e)])
+                        gflop[size] = out["gflop_per_image"]
                     else:
                         out = run_json([py, __file__, "--worker", e, onnx, str(batch), str(a.seconds), str(a.threads)])
                         precision[e] = out["precision"]
@@ -231,6 +232,21 @@ def main():
                                    for e in ("fracture", "libtorch", "bf16", "int8", "ort", "ov-fp32", "ov-default"))
             print(f"{size:>5} / {batch:<3} {f:7.1f} {b:7.1f} {i:7.1f} {l:8.1f} {o:7.1f} {v:8.1f} {d:8.1f}   "
                   f"{f / o:6.2f} {f / v:6.2f} {f / l:6.2f} {b / d:10.2f} {i / d:10.2f}")
+    peak_tool = os.path.join(a.build, "bench", "cpu_peak")
+    if os.access(peak_tool, os.X_OK):
+        peak = run_json([peak_tool, "3", str(a.threads)])
+        print(f"GFLOP/s (2 per multiply-add; {', '.join(f'{s} px {g:.2f}' for s, g in sorted(gflop.items()))} GFLOP an "
+              f"image) and share of this CPU's matmul peak (bench/cpu_peak, {a.threads} threads: fp32 "
+              f"{peak['fp32_gflops']:.0f}, bf16 {peak['bf16_gflops'] or nan:.0f} GFLOP/s, int8 {peak['int8_gops'] or nan:.0f} GOP/s)")
+        print(f"{'size/batch':>10} {'fp32':>12} {'bf16':>12} {'int8':>12} {'ORT':>12} {'OV fp32':>12}")
+        for size in sizes:
+            for batch in batches:
+                cells = []
+                for e, top in (("fracture", peak["fp32_gflops"]), ("bf16", peak["bf16_gflops"]),
+                               ("int8", peak["int8_gops"]), ("ort", peak["fp32_gflops"]), ("ov-fp32", peak["fp32_gflops"])):
+                    rate = med.get((e, size, batch), nan) * gflop.get(size, nan)
+                    cells.append(f"{rate:5.0f} ({rate / (top or nan):4.0%})" if rate == rate else f"{'-':>12}")
+                print(f"{size:>5} / {batch:<3} " + " ".join(f"{c:>12}" for c in cells))
     if files:
         q = med[("python-ort", 384, 0)]
         for name in predict_flags:

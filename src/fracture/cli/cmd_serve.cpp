@@ -85,8 +85,8 @@ void add_serve_command(CLI::App& app) {
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
       }
     });
-    spdlog::info("serving {} ({} classes) on http://{}:{}/ - research use only, not a medical device",
-                 predictor.model_name(), predictor.classes().size(), a->server.host, port);
+    spdlog::info("serving {} ({} classes; {}) on http://{}:{}/ - research use only, not a medical device",
+                 predictor.model_name(), predictor.classes().size(), predictor.engine(), a->server.host, port);
     server.run();
     served = true;
     watcher.join();

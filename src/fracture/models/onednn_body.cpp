@@ -1,15 +1,13 @@
 #include "fracture/models/onednn_body.h"
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 
 #include "fracture/models/efficientnet.h"
 
 #ifdef FRACTURE_WITH_ONEDNN
 #include <oneapi/dnnl/dnnl.hpp>
-
-#include <algorithm>
-#include <cmath>
 #endif
 
 namespace fracture::models {
@@ -147,34 +145,36 @@ struct OneDnnBody::Program {
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
   Precision precision = Precision::fp32;
-  std::vector<dnnl::memory::desc> descs;  // per activation; 0 is the caller's input
-  std::vector<float> scales;              // per activation: int8 value = scale x real value (1: not int8)
-  std::vector<float> ranges;              // per activation: int8 calibration's range (0: none)
-  std::vector<bool> non_negatives;        // per activation: after a ReLU
+  struct Value {  // an activation the program computes
+    dnnl::memory::desc desc;
+    float scale = 1;            // int8: stored value = scale x real value; 1 otherwise
+    float range = 0;            // int8 calibration's range of the real values (0: none)
+    bool non_negative = false;  // after a ReLU
+  };
+  std::vector<Value> activations;  // 0 is the caller's input
   std::vector<dnnl::memory> acts;         // made by place_activations
   std::vector<dnnl::memory> buffers;      // what the activations share
   std::vector<Op> ops;
 
-  int add_activation(const dnnl::memory::desc& d, float scale = 1.f, float range = 0.f, bool non_negative = false) {
-    descs.push_back(d);
-    scales.push_back(scale);
-    ranges.push_back(range);
-    non_negatives.push_back(non_negative);
-    return static_cast<int>(descs.size()) - 1;
+  int add_activation(Value a) {
+    activations.push_back(std::move(a));
+    return static_cast<int>(activations.size()) - 1;
   }
+  Value& activation(int i) { return activations[static_cast<size_t>(i)]; }
+  const Value& activation(int i) const { return activations[static_cast<size_t>(i)]; }
 
   // `src` in the layout and number format `want` (quantised with `scale` when
   // that is int8): itself, or a reorder into a new activation.
   int in_layout(int src, const dnnl::memory::desc& want, float scale) {
-    const auto& have = descs[static_cast<size_t>(src)];
-    if (have == want) return src;
+    const auto have = activation(src);  // a copy: adding an activation may move the others
+    if (have.desc == want) return src;
     dnnl::primitive_attr attr;
-    const float ratio = scale / scales[static_cast<size_t>(src)];
+    const float ratio = scale / have.scale;
     if (ratio != 1.f) attr.set_output_scales(0, {ratio});
     Op op;
-    op.primitive = dnnl::reorder(dnnl::reorder::primitive_desc(engine, have, engine, want, attr));
+    op.primitive = dnnl::reorder(dnnl::reorder::primitive_desc(engine, have.desc, engine, want, attr));
     op.src = src;
-    op.dst = add_activation(want, scale, ranges[static_cast<size_t>(src)], non_negatives[static_cast<size_t>(src)]);
+    op.dst = add_activation({want, scale, have.range, have.non_negative});
     ops.push_back(std::move(op));
     return ops.back().dst;
   }
@@ -185,7 +185,7 @@ struct OneDnnBody::Program {
   // is quantised for magnitudes up to `out_range` (f32 where it is 0).
   int add_conv(const ConvBnActImpl& layer, int src, int residual_into, float out_range = 0.f) {
     const auto& o = layer.options();
-    const auto dims = descs[static_cast<size_t>(src)].dims();  // N, C, H, W
+    const auto dims = activation(src).desc.dims();  // N, C, H, W
     const int64_t n = dims[0], h = dims[2], w = dims[3], k = o.kernel, s = o.stride;
     int64_t top = (k - 1) / 2, bottom = top, left = top, right = top;
     if (o.tf_same_padding && s > 1) {  // as ConvBnActImpl pads: the extra pixel bottom/right
@@ -229,13 +229,13 @@ struct OneDnnBody::Program {
 
     op.src = in_layout(src, pd.src_desc(), q.src_scale);
     if (residual_into >= 0) {
-      if (pd.dst_desc() != descs[static_cast<size_t>(residual_into)])
-        throw std::runtime_error("oneDNN chose a residual layout unlike the block input's");
+      auto& sum = activation(residual_into);  // the sum replaces the block input
+      if (pd.dst_desc() != sum.desc) throw std::runtime_error("oneDNN chose a residual layout unlike the block input's");
       op.dst = residual_into;
-      scales[static_cast<size_t>(residual_into)] = q.dst_scale;  // the sum replaces the block input
-      ranges[static_cast<size_t>(residual_into)] = out_range;
+      sum.scale = q.dst_scale;
+      sum.range = out_range;
     } else {
-      op.dst = add_activation(pd.dst_desc(), q.dst_scale, out_range, activated);
+      op.dst = add_activation({pd.dst_desc(), q.dst_scale, out_range, activated});
     }
     ops.push_back(std::move(op));
     return ops.back().dst;
@@ -249,8 +249,8 @@ struct OneDnnBody::Program {
   Formats formats(int src, bool non_negative_out, float out_range) const {
     if (precision == Precision::fp32) return {dt::f32, dt::f32, dt::f32};
     if (precision == Precision::bf16) return {dt::bf16, dt::bf16, dt::bf16};
-    const auto i = static_cast<size_t>(src);
-    const auto src_type = descs[i].data_type() != dt::f32 ? descs[i].data_type() : non_negatives[i] ? dt::u8 : dt::s8;
+    const auto& a = activation(src);
+    const auto src_type = a.desc.data_type() != dt::f32 ? a.desc.data_type() : a.non_negative ? dt::u8 : dt::s8;
     return {src_type, dt::s8, out_range <= 0 ? dt::f32 : non_negative_out ? dt::u8 : dt::s8};
   }
 
@@ -271,19 +271,17 @@ struct OneDnnBody::Program {
       q.bias = bias;
       return q;
     }
-    const auto i = static_cast<size_t>(src);
-    q.src_scale = descs[i].data_type() != dt::f32 ? scales[i]
-                                                  : (f.src == dt::u8 ? 255.f : 127.f) / std::max(ranges[i], 1e-6f);
+    const auto& a = activation(src);  // quantised here if it is not yet
+    q.src_scale = a.desc.data_type() != dt::f32 ? a.scale : (f.src == dt::u8 ? 255.f : 127.f) / std::max(a.range, 1e-6f);
     q.dst_scale = f.dst == dt::f32 ? 1.f : (f.dst == dt::u8 ? 255.f : 127.f) / std::max(out_range, 1e-6f);
     const auto w = weight.flatten(1);
     const auto w_scale = 127.0 / w.abs().amax(1).clamp_min(1e-12);
     q.weights = (weight * w_scale.view({-1, 1, 1, 1})).round().clamp(-127, 127).to(torch::kChar).contiguous();
     q.bias = (bias * w_scale * q.src_scale).contiguous();
-    const auto acc_to_real = (1.0 / (w_scale * q.src_scale)).contiguous();
-    q.output_scales.resize(static_cast<size_t>(acc_to_real.numel()));
-    for (int64_t c = 0; c < acc_to_real.numel(); ++c)
-      q.output_scales[static_cast<size_t>(c)] = acc_to_real[c].item<float>() * (activated ? 1.f : q.dst_scale);
-    if (residual_into >= 0) q.sum_scale = q.dst_scale / scales[static_cast<size_t>(residual_into)];
+    // ReLU's clip needs real values; without it, straight to the output's scale.
+    const auto output_scales = (1.0 / (w_scale * q.src_scale) * (activated ? 1.f : q.dst_scale)).to(torch::kFloat).contiguous();
+    q.output_scales.assign(output_scales.data_ptr<float>(), output_scales.data_ptr<float>() + output_scales.numel());
+    if (residual_into >= 0) q.sum_scale = q.dst_scale / activation(residual_into).scale;
     return q;
   }
 
@@ -291,13 +289,13 @@ struct OneDnnBody::Program {
   // activation holds (live: from the op that writes it to the last op that
   // reads or adds into it), grown to the largest activation it carries.
   void place_activations() {
-    std::vector<size_t> last_use(descs.size(), 0);
+    std::vector<size_t> last_use(activations.size(), 0);
     for (size_t i = 0; i < ops.size(); ++i) {
       last_use[static_cast<size_t>(ops[i].src)] = i;
       last_use[static_cast<size_t>(ops[i].dst)] = std::max(last_use[static_cast<size_t>(ops[i].dst)], i);
     }
     last_use.back() = ops.size();  // the features: read after the last op
-    std::vector<int> buffer_of(descs.size(), -1);
+    std::vector<int> buffer_of(activations.size(), -1);
     std::vector<size_t> buffer_bytes, buffer_free_after;  // per buffer: size; the op after which it is free
     for (size_t i = 0; i < ops.size(); ++i) {
       const auto a = static_cast<size_t>(ops[i].dst);
@@ -312,14 +310,14 @@ struct OneDnnBody::Program {
       }
       const auto b = static_cast<size_t>(chosen);
       buffer_of[a] = chosen;
-      buffer_bytes[b] = std::max(buffer_bytes[b], descs[a].get_size());
+      buffer_bytes[b] = std::max(buffer_bytes[b], activations[a].desc.get_size());
       buffer_free_after[b] = last_use[a];
     }
     for (size_t bytes : buffer_bytes)
       buffers.emplace_back(dnnl::memory::desc({static_cast<int64_t>(bytes)}, dt::u8, tag::x), engine);
-    acts.push_back(dnnl::memory(descs[0], engine, static_cast<void*>(nullptr)));  // the caller's, set per run
-    for (size_t a = 1; a < descs.size(); ++a)
-      acts.emplace_back(descs[a], engine, buffers[static_cast<size_t>(buffer_of[a])].get_data_handle());
+    acts.push_back(dnnl::memory(activations[0].desc, engine, static_cast<void*>(nullptr)));  // the caller's, set per run
+    for (size_t a = 1; a < activations.size(); ++a)
+      acts.emplace_back(activations[a].desc, engine, buffers[static_cast<size_t>(buffer_of[a])].get_data_handle());
   }
 
   // The whole body for images [n, 3, h, w].
@@ -329,7 +327,7 @@ struct OneDnnBody::Program {
     precision = p;
     size_t next = 0;
     auto range = [&] { return p == Precision::int8 ? calibration.at(next++) : 0.f; };
-    int x = add_activation(dnnl::memory::desc({n, 3, h, w}, dt::f32, tag::nchw), 1.f, range());
+    int x = add_activation({dnnl::memory::desc({n, 3, h, w}, dt::f32, tag::nchw), 1.f, range()});
     x = add_conv(*net.stem, x, -1, range());
     for (const auto& stage : net.stages())
       for (const auto& block : stage) {
