@@ -40,7 +40,9 @@ std::vector<float> read_floats(const std::string& path) {
 void expect_onnx_runtime_agrees(const std::string& model_path, int n) {
   SCOPED_TRACE(model_path);
   ft::TempDir dir;
-  Predictor predictor(PredictorOptions{model_path});
+  PredictorOptions options{model_path};
+  options.precision = "fp32";  // the exported graph is fp32; auto may pick int8 for a calibrated model
+  Predictor predictor(options);
   const int size = predictor.info().preprocess.size;
   const auto classes = static_cast<int64_t>(predictor.classes().size());
   exporter::export_onnx(model_path, dir / "model.onnx");

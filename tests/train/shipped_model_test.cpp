@@ -4,6 +4,7 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "fracture/data/loader.h"
+#include "fracture/export/int8_calibration.h"
 #include "fracture/models/registry.h"
 #include "fracture/train/checkpoint.h"
 #include "fracture/train/inference.h"
@@ -36,6 +37,18 @@ TEST(ShippedModel, LoadsAndDescribesItself) {
   EXPECT_LT(m.info.threshold, 1.0);
   EXPECT_GE(m.info.preprocess.size, 224);
   EXPECT_DOUBLE_EQ(m.net->cell_pooling(), m.info.cell_pooling);  // it pools as it was trained
+}
+
+// It carries an int8 calibration whose accuracy check passed, so
+// `--precision auto` runs it in int8 where the CPU has VNNI (the model card).
+TEST(ShippedModel, CarriesAPassedInt8Check) {
+  const auto m = train::load_model(util::default_model_path());
+  EXPECT_EQ(exporter::int8_ranges_of(m.info, "shipped").size(), 49u);
+  ASSERT_TRUE(exporter::int8_check_passed(m.info));
+  const auto& check = m.info.extra[exporter::kInt8CalibrationKey]["check"];
+  EXPECT_EQ(check["split"], "val");
+  EXPECT_LE(std::abs(check["roc_auc_int8"].get<double>() - check["roc_auc_fp32"].get<double>()),
+            exporter::kInt8AucTolerance);
 }
 
 TEST(ShippedModel, SaneAndDeterministicOnAGeneratedImage) {
