@@ -10,8 +10,8 @@
 
 #include "fracture/data/loader.h"
 #include "fracture/explain/gradcam.h"
-#include "fracture/export/int8_calibration.h"
 #include "fracture/explain/localisation.h"
+#include "fracture/export/int8_calibration.h"
 #include "fracture/models/onednn_body.h"
 #include "fracture/train/inference.h"
 #include "fracture/util/paths.h"

@@ -56,6 +56,7 @@ Int8Check check_int8(const std::string& model_path, const std::vector<data::Samp
                      const std::string& split) {
   PredictorOptions o{model_path};
   o.device = "cpu";
+  o.precision = "fp32";
   Predictor fp32(o);
   o.precision = "int8";
   Predictor int8(o);
