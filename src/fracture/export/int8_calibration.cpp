@@ -5,6 +5,7 @@
 
 #include "fracture/data/loader.h"
 #include "fracture/eval/metrics.h"
+#include "fracture/eval/multiclass.h"
 #include "fracture/models/onednn_body.h"
 #include "fracture/predictor.h"
 
@@ -22,31 +23,25 @@ std::vector<data::Sample> spread(const std::vector<data::Sample>& samples, size_
 }
 
 // ROC-AUC of a two-class model's positive class, or the macro mean of the
-// one-vs-rest ROC-AUCs; the predicted labels as `decide` would give them.
+// one-vs-rest ROC-AUCs (evaluate's); the predicted labels as `decide` gives them.
 struct Scored {
   double auc = 0;
   std::vector<int> predicted;
 };
-Scored score(const torch::Tensor& probabilities, const std::vector<int>& labels, double threshold) {
-  const int64_t classes = probabilities.size(1);
+Scored score(const torch::Tensor& probabilities, const std::vector<int>& labels,
+             const std::vector<std::string>& class_names, double threshold) {
   const auto p = probabilities.to(torch::kDouble).contiguous();
+  eval::ProbabilityRows rows;
+  for (int64_t i = 0; i < p.size(0); ++i) rows.emplace_back(p[i].data_ptr<double>(), p[i].data_ptr<double>() + p.size(1));
   Scored s;
-  std::vector<double> column(labels.size());
-  int counted = 0;
-  for (int64_t c = classes == 2 ? 1 : 0; c < classes; ++c) {
-    std::vector<int> is_c(labels.size());
-    for (size_t i = 0; i < labels.size(); ++i) {
-      column[i] = p[static_cast<int64_t>(i)][c].item<double>();
-      is_c[i] = labels[i] == c;
-    }
-    const double auc = eval::roc_auc(is_c, column);
-    if (std::isfinite(auc)) s.auc += auc, ++counted;
-  }
-  s.auc = counted ? s.auc / counted : std::nan("");
-  const auto argmax = p.argmax(1);
-  for (size_t i = 0; i < labels.size(); ++i) {
-    const auto row = static_cast<int64_t>(i);
-    s.predicted.push_back(classes == 2 ? p[row][1].item<double>() >= threshold : argmax[row].item<int>());
+  const bool binary = class_names.size() == 2;
+  for (const auto& row : rows) s.predicted.push_back(binary ? row[1] >= threshold : eval::predicted_class(row));
+  if (binary) {
+    std::vector<double> positive;
+    for (const auto& row : rows) positive.push_back(row[1]);
+    s.auc = eval::roc_auc(labels, positive);
+  } else {
+    s.auc = eval::multiclass_metrics(labels, rows, class_names).at("macro_roc_auc");
   }
   return s;
 }
@@ -74,8 +69,8 @@ Int8Check check_int8(const std::string& model_path, const std::vector<data::Samp
   if (labels.empty()) throw std::runtime_error("int8 check: none of the " + split + " images could be read");
   const auto index = torch::tensor(rows);
   const auto threshold = fp32.info().threshold;
-  const auto a = score(p32.index_select(0, index), labels, threshold);
-  const auto b = score(p8.index_select(0, index), labels, threshold);
+  const auto a = score(p32.index_select(0, index), labels, fp32.classes(), threshold);
+  const auto b = score(p8.index_select(0, index), labels, fp32.classes(), threshold);
   Int8Check c;
   c.split = split;
   c.images = labels.size();

@@ -244,6 +244,8 @@ struct OneDnnBody::Program {
   struct Formats {
     dt src, weights, dst;
   };
+  // The int8 grid's steps from 0 to a range: 255 unsigned, 127 signed.
+  static float int8_levels(dt type) { return type == dt::u8 ? 255.f : 127.f; }
   // fp32 and bf16 throughout; int8: signed unless the values cannot be
   // negative (ReLU's), the head conv's output in f32.
   Formats formats(int src, bool non_negative_out, float out_range) const {
@@ -272,8 +274,8 @@ struct OneDnnBody::Program {
       return q;
     }
     const auto& a = activation(src);  // quantised here if it is not yet
-    q.src_scale = a.desc.data_type() != dt::f32 ? a.scale : (f.src == dt::u8 ? 255.f : 127.f) / std::max(a.range, 1e-6f);
-    q.dst_scale = f.dst == dt::f32 ? 1.f : (f.dst == dt::u8 ? 255.f : 127.f) / std::max(out_range, 1e-6f);
+    q.src_scale = a.desc.data_type() != dt::f32 ? a.scale : int8_levels(f.src) / std::max(a.range, 1e-6f);
+    q.dst_scale = f.dst == dt::f32 ? 1.f : int8_levels(f.dst) / std::max(out_range, 1e-6f);
     const auto w = weight.flatten(1);
     const auto w_scale = 127.0 / w.abs().amax(1).clamp_min(1e-12);
     q.weights = (weight * w_scale.view({-1, 1, 1, 1})).round().clamp(-127, 127).to(torch::kChar).contiguous();
@@ -321,7 +323,7 @@ struct OneDnnBody::Program {
   }
 
   // The whole body for images [n, 3, h, w].
-  // `ranges`: int8_activation_ranges' (int8 only).
+  // `calibration`: int8_activation_ranges' (int8 only).
   void build(const EfficientNetImpl& net, int64_t n, int64_t h, int64_t w, Precision p,
              const std::vector<float>& calibration) {
     precision = p;
