@@ -325,6 +325,28 @@ TEST(Cli, PredictShardsCoverTheInputsOnce) {
 // `fracture calibrate` writes the int8 copy and says on stdout what it
 // measured and what its check found, logs on stderr; the copy predicts;
 // bad flags fail before any work.
+TEST(Cli, AverageWritesOneModelAndPrintsOneLine) {
+  ft::TempDir dir;
+  ft::make_fracatlas(dir, 24, 64);
+  ASSERT_EQ(ft::run_cli("split --data " + dir.path.string() + " --out " + (dir / "split.csv") + " --seed 1").code, 0);
+  const auto a = ft::save_random_model(dir / "a.safetensors", "efficientnet_lite0", 2, 64, 0, 1);
+  const auto b = ft::save_random_model(dir / "b.safetensors", "efficientnet_lite0", 2, 64, 0, 2);
+  const auto r = ft::run_cli("average " + a + " " + b + " --data " + (dir / "split.csv") + " -o " + (dir / "avg.safetensors"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+  EXPECT_NE(r.out.find("avg.safetensors: the average of 2 models; val ROC-AUC "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("(youden on validation, average of 2 models)"), std::string::npos) << r.out;
+  const auto d = fracture::data::load_dataset(dir / "split.csv");
+  const auto p = ft::run_cli("predict -m " + (dir / "avg.safetensors") + " " + d.samples[0].path);
+  ASSERT_EQ(p.code, 0) << p.err;
+  EXPECT_EQ(nlohmann::json::parse(p.out)["model"], "avg.safetensors");
+
+  const auto one = ft::run_cli("average " + a + " --data " + (dir / "split.csv") + " -o " + (dir / "x.safetensors"));
+  EXPECT_EQ(one.code, 2);
+  EXPECT_TRUE(one.out.empty()) << one.out;
+  EXPECT_FALSE(std::filesystem::exists(dir / "x.safetensors"));
+}
+
 TEST(Cli, CalibrateWritesAnInt8CopyAndItsCheck) {
   ft::TempDir dir;
   ft::make_fracatlas(dir, 40, 64);

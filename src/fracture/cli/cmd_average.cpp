@@ -1,0 +1,55 @@
+#include <spdlog/spdlog.h>
+
+#include <iostream>
+
+#include <fmt/format.h>
+
+#include "fracture/cli/commands.h"
+#include "fracture/data/dataset.h"
+#include "fracture/train/model_average.h"
+
+namespace fracture::cli {
+
+void add_average_command(CLI::App& app) {
+  struct Args {
+    std::vector<std::string> models;
+    std::string data, split = "val", threshold = "youden", out;
+  };
+  auto a = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand(
+      "average", "Average the weights of models fine-tuned from the same start into one (a model soup)");
+  cmd->add_option("models", a->models, "Model files (.safetensors) of one architecture, classes and preprocessing")
+      ->required()
+      ->check(CLI::ExistingFile)
+      ->expected(2, -1);
+  cmd->add_option("--data", a->data, "Split manifest whose validation images choose the threshold")->required();
+  cmd->add_option("--split", a->split, "Which split chooses the threshold")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"val", "train", "test"}));
+  cmd->add_option("--threshold", a->threshold, "Operating threshold rule: youden, sensitivity:S or fixed:T")
+      ->capture_default_str();
+  cmd->add_option("-o,--out", a->out, "The averaged model to write (.safetensors)")->required();
+  cmd->footer(
+      "Writes one network of the same size whose every weight is the mean of the models' (no cost\n"
+      "at inference, unlike evaluate --ensemble), with its threshold chosen on --data's validation\n"
+      "split in fp32. The models should share their ImageNet start and frozen stages, as runs of\n"
+      "`fracture train` with one --model, --size and --freeze do. docs/results.md measures it.\n"
+      "An int8 calibration is not carried over: run `fracture calibrate` on the result.\n\n"
+      "Example:\n"
+      "  fracture average runs/atlas-42/best.safetensors runs/both-42/best.safetensors \\\n"
+      "      --data runs/split-both.csv -o runs/average-42.safetensors");
+  cmd->callback([a] {
+    const data::Dataset d = data::load_dataset(a->data);
+    const auto val = d.subset(a->split);
+    if (val.empty()) throw std::runtime_error(a->data + ": no samples in split '" + a->split + "'");
+    const auto s = train::average_models(a->models, val, a->threshold, a->out);
+    for (const auto& why : s.unreadable) spdlog::warn("skipped: {}", why);
+    std::string by_source;
+    for (const auto& [source, auc] : s.val_roc_auc_by_source) by_source += fmt::format(", {} {:.4f}", source, auc);
+    std::cout << fmt::format("{}: the average of {} models; {} ROC-AUC {:.4f}{} on {} images; threshold {:.4f} ({})\n",
+                             a->out, s.models, a->split, s.val_roc_auc, by_source, s.val_images, s.threshold,
+                             s.threshold_rule);
+  });
+}
+
+}  // namespace fracture::cli
