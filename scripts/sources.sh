@@ -33,7 +33,8 @@ done
 [ -f runs/split-both.csv ] ||
   "$fracture" split --data "$data/fracatlas" --data "$data/bone-fracture-yolo" --no-mirror-match --out runs/split-both.csv >/dev/null
 
-# name | manifest (or @MODEL: a model file, not trained here) | seed | training data [| extra train flags]
+# name | manifest (or @MODEL: a model file, not trained here; or average:A+B:
+# the weight average of runs A and B, `fracture average`) | seed | training data [| extra train flags]
 runs=(
   "shipped|@model/fracatlas.safetensors|42|FracAtlas (the shipped model: the default recipe, seed 42)"
   "both-42|runs/split-both.csv|42|FracAtlas + bone-fracture-yolo"
@@ -44,6 +45,9 @@ runs=(
   "atlas-7|runs/split.csv|7|FracAtlas"
   "atlas-1|runs/split.csv|1|FracAtlas"
   "intensity-42|runs/split.csv|42|FracAtlas, scanner-like intensity views|--augment-kind intensity --augment-views 3"
+  "average-42|average:atlas-42+both-42|42|weight average of atlas-42 and both-42"
+  "average-7|average:atlas-7+both-7|7|weight average of atlas-7 and both-7"
+  "average-1|average:atlas-1+both-1|1|weight average of atlas-1 and both-1"
 )
 
 # shellcheck source=run_table.sh
@@ -60,7 +64,12 @@ for spec in "${runs[@]}"; do
   wanted "$name" || continue
   model=runs/$name/best.safetensors
   [[ $manifest == @* ]] && model=${manifest#@}
-  if [ $train = 1 ] && [ ! -f "$model" ]; then
+  if [ $train = 1 ] && [ ! -f "$model" ] && [[ $manifest == average:* ]]; then
+    IFS='+' read -r a b <<<"${manifest#average:}"
+    echo "== averaging $a and $b into $name" >&2
+    mkdir -p "runs/$name"
+    "$fracture" average "runs/$a/best.safetensors" "runs/$b/best.safetensors" --data runs/split-both.csv -o "$model" >&2
+  elif [ $train = 1 ] && [ ! -f "$model" ]; then
     echo "== training $name" >&2
     "$fracture" train --data "$manifest" --out "runs/$name" --seed "$seed" ${extra[@]+"${extra[@]}"} >&2
   fi
@@ -68,7 +77,7 @@ for spec in "${runs[@]}"; do
   out=runs/$name/eval-val-both
   if [ ! -f "$out/metrics.json" ] || [ "$model" -nt "$out/metrics.json" ]; then
     echo "== evaluating $name on both validation splits" >&2
-    "$fracture" evaluate -m "$model" --data runs/split-both.csv --split val -o "$out" >/dev/null
+    "$fracture" evaluate --precision fp32 -m "$model" --data runs/split-both.csv --split val -o "$out" >/dev/null
   fi
   m=$out/metrics.json
   wall=$( [ -f "runs/$name/train.log" ] && wall_of "runs/$name" || echo "–")
