@@ -48,7 +48,8 @@ TEST(Int8Calibration, WritesRangesIntoACopyAndChecksIt) {
   auto train = synthetic_samples(dir, "train", 9, 10);
   train.push_back({dir / "broken.png", 0, "train"});
   std::ofstream(train.back().path) << "not an image";
-  const auto val = synthetic_samples(dir, "val", 6, 50);
+  auto val = synthetic_samples(dir, "val", 6, 50);
+  for (size_t i = 0; i < val.size(); ++i) val[i].source = i < 3 ? "x" : "y";  // each holds both classes
   exporter::CalibrationOptions options;
   options.max_images = 100;
   options.data = "synthetic";
@@ -79,9 +80,11 @@ TEST(Int8Calibration, WritesRangesIntoACopyAndChecksIt) {
   EXPECT_EQ(s.check->split, "val");
   EXPECT_GE(s.check->roc_auc_fp32, 0.0);
   EXPECT_LE(s.check->roc_auc_int8, 1.0);
-  EXPECT_EQ(s.check->passed, std::abs(s.check->roc_auc_int8 - s.check->roc_auc_fp32) <= exporter::kInt8AucTolerance);
+  ASSERT_EQ(s.check->roc_auc_by_source.size(), 2u);
+  EXPECT_EQ(s.check->passed, exporter::int8_check_passes(*s.check));
   EXPECT_EQ(exporter::int8_check_passed(after.info), s.check->passed);
   const auto& recorded = after.info.extra[exporter::kInt8CalibrationKey];
+  EXPECT_EQ(recorded["check"]["by_source"]["y"]["roc_auc_int8"].get<double>(), s.check->roc_auc_by_source.at("y").second);
   EXPECT_EQ(recorded["check"]["labels_changed"].get<size_t>(), s.check->labels_changed);
   EXPECT_EQ(recorded["images"].get<size_t>(), 9u);
   EXPECT_EQ(recorded["data"], "synthetic");
@@ -136,4 +139,25 @@ TEST(Int8Calibration, RefusesWhatItCannotCalibrate) {
   exporter::CalibrationOptions bad;
   bad.percentile = 30;
   EXPECT_THROW(exporter::calibrate_int8_file(lite, samples, bad, dir / "out.safetensors"), std::invalid_argument);
+}
+
+// The rule: pooled and every source's ROC-AUC within the tolerance, either
+// way; a source without both classes (NaN) has nothing to compare.
+TEST(Int8Calibration, TheCheckHoldsEachSourceToTheTolerance) {
+  exporter::Int8Check c;
+  c.roc_auc_fp32 = 0.8594;
+  c.roc_auc_int8 = 0.8597;
+  EXPECT_TRUE(exporter::int8_check_passes(c));
+  c.roc_auc_by_source = {{"a", {0.757, 0.756}}, {"b", {0.939, 0.940}}};
+  EXPECT_TRUE(exporter::int8_check_passes(c));
+  c.roc_auc_by_source["b"] = {0.939, 0.943};  // pooled within, one source above
+  EXPECT_FALSE(exporter::int8_check_passes(c));
+  c.roc_auc_by_source["b"] = {0.939, 0.935};  // or below
+  EXPECT_FALSE(exporter::int8_check_passes(c));
+  c.roc_auc_by_source["b"] = {std::nan(""), std::nan("")};
+  EXPECT_TRUE(exporter::int8_check_passes(c));
+  c.roc_auc_int8 = 0.8620;
+  EXPECT_FALSE(exporter::int8_check_passes(c));
+  c.roc_auc_int8 = std::nan("");
+  EXPECT_FALSE(exporter::int8_check_passes(c));
 }

@@ -39,16 +39,22 @@ TEST(ShippedModel, LoadsAndDescribesItself) {
   EXPECT_DOUBLE_EQ(m.net->cell_pooling(), m.info.cell_pooling);  // it pools as it was trained
 }
 
-// It carries an int8 calibration whose accuracy check passed, so
-// `--precision auto` runs it in int8 where the CPU has VNNI (the model card).
-TEST(ShippedModel, CarriesAPassedInt8Check) {
+// It carries an int8 calibration and the check made of it on validation of
+// both its sources; the recorded verdict is the check's rule applied to the
+// recorded figures, so `--precision auto` follows what was measured. (The
+// shipped average's check failed on FracAtlas, +0.0044: the model card.)
+TEST(ShippedModel, CarriesAnInt8CheckOfEachSource) {
   const auto m = train::load_model(util::default_model_path());
   EXPECT_EQ(exporter::int8_ranges_of(m.info, "shipped").size(), 49u);
-  ASSERT_TRUE(exporter::int8_check_passed(m.info));
   const auto& check = m.info.extra[exporter::kInt8CalibrationKey]["check"];
   EXPECT_EQ(check["split"], "val");
-  EXPECT_LE(std::abs(check["roc_auc_int8"].get<double>() - check["roc_auc_fp32"].get<double>()),
-            exporter::kInt8AucTolerance);
+  exporter::Int8Check c;
+  c.roc_auc_fp32 = check["roc_auc_fp32"].get<double>();
+  c.roc_auc_int8 = check["roc_auc_int8"].get<double>();
+  for (const auto& source : {"fracatlas", "bone-fracture-yolo"})
+    c.roc_auc_by_source[source] = {check["by_source"][source]["roc_auc_fp32"].get<double>(),
+                                   check["by_source"][source]["roc_auc_int8"].get<double>()};
+  EXPECT_EQ(exporter::int8_check_passed(m.info), exporter::int8_check_passes(c));
 }
 
 TEST(ShippedModel, SaneAndDeterministicOnAGeneratedImage) {

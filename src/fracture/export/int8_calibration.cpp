@@ -61,27 +61,49 @@ Int8Check check_int8(const std::string& model_path, const std::vector<data::Samp
   const auto readable = torch::isfinite(p32).all(1).logical_and(torch::isfinite(p8).all(1));
   std::vector<int> labels;
   std::vector<int64_t> rows;
+  std::map<std::string, std::vector<size_t>> by_source;  // positions in `rows`
   for (size_t i = 0; i < samples.size(); ++i)
     if (readable[static_cast<int64_t>(i)].item<bool>()) {
+      by_source[samples[i].source].push_back(labels.size());
       labels.push_back(samples[i].label);
       rows.push_back(static_cast<int64_t>(i));
     }
   if (labels.empty()) throw std::runtime_error("int8 check: none of the " + split + " images could be read");
   const auto index = torch::tensor(rows);
   const auto threshold = fp32.info().threshold;
-  const auto a = score(p32.index_select(0, index), labels, fp32.classes(), threshold);
-  const auto b = score(p8.index_select(0, index), labels, fp32.classes(), threshold);
+  const auto q32 = p32.index_select(0, index), q8 = p8.index_select(0, index);
+  const auto a = score(q32, labels, fp32.classes(), threshold);
+  const auto b = score(q8, labels, fp32.classes(), threshold);
   Int8Check c;
   c.split = split;
   c.images = labels.size();
   c.roc_auc_fp32 = a.auc;
   c.roc_auc_int8 = b.auc;
   for (size_t i = 0; i < labels.size(); ++i) c.labels_changed += a.predicted[i] != b.predicted[i];
-  c.passed = std::isfinite(a.auc) && std::isfinite(b.auc) && std::abs(b.auc - a.auc) <= kInt8AucTolerance;
+  if (by_source.size() > 1)
+    for (const auto& [source, positions] : by_source) {
+      std::vector<int64_t> at(positions.begin(), positions.end());
+      std::vector<int> y;
+      for (size_t k : positions) y.push_back(labels[k]);
+      const auto t = torch::tensor(at);
+      c.roc_auc_by_source[source] = {score(q32.index_select(0, t), y, fp32.classes(), threshold).auc,
+                                     score(q8.index_select(0, t), y, fp32.classes(), threshold).auc};
+    }
+  c.passed = int8_check_passes(c);
   return c;
 }
 
 }  // namespace
+
+bool int8_check_passes(const Int8Check& check) {
+  const auto within = [](double fp32, double int8) {
+    return std::isfinite(fp32) && std::isfinite(int8) && std::abs(int8 - fp32) <= kInt8AucTolerance;
+  };
+  if (!within(check.roc_auc_fp32, check.roc_auc_int8)) return false;
+  for (const auto& [source, auc] : check.roc_auc_by_source)
+    if (std::isfinite(auc.first) && !within(auc.first, auc.second)) return false;  // NaN: a source of one class
+  return true;
+}
 
 CalibrationSummary calibrate_int8(train::LoadedModel& model, const std::vector<data::Sample>& samples,
                                   const CalibrationOptions& options) {
@@ -134,6 +156,9 @@ CalibrationSummary calibrate_int8_file(const std::string& model_path, const std:
       {"roc_auc_fp32", c.roc_auc_fp32}, {"roc_auc_int8", c.roc_auc_int8},
       {"labels_changed", c.labels_changed}, {"tolerance", kInt8AucTolerance},
       {"passed", c.passed}};
+  for (const auto& [source, auc] : c.roc_auc_by_source)
+    model.info.extra[kInt8CalibrationKey]["check"]["by_source"][source] = {{"roc_auc_fp32", auc.first},
+                                                                           {"roc_auc_int8", auc.second}};
   train::save_model(out_path, *model.net, model.info);
   return summary;
 }

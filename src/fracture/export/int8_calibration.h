@@ -5,6 +5,7 @@
 // of an accuracy check on validation images, so that predict, evaluate and
 // the server need nothing but the model, and `--precision auto` knows
 // whether int8 may be used.
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -33,9 +34,16 @@ struct Int8Check {
   std::string split;
   size_t images = 0;  // readable ones
   double roc_auc_fp32 = 0, roc_auc_int8 = 0;
+  // With images from several sources, each source's {fp32, int8} ROC-AUC: a
+  // pooled figure can hide a shift in one data set that another offsets.
+  std::map<std::string, std::pair<double, double>> roc_auc_by_source;
   size_t labels_changed = 0;
   bool passed = false;
 };
+
+// The check's rule: the pooled ROC-AUC, and each source's where it has one,
+// within kInt8AucTolerance of fp32's, either way.
+bool int8_check_passes(const Int8Check& check);
 
 struct CalibrationSummary {
   size_t images = 0;
