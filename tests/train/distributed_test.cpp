@@ -14,6 +14,7 @@
 #include "fracture/models/weights_io.h"
 #include "fracture/train/checkpoint.h"
 #include "fracture/train/distributed.h"
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include "train/fixtures.h"
 
 namespace ft = fracture::testing;
@@ -68,6 +69,12 @@ TEST(Distributed, WorldComesFromTorchrunsVariables) {
   EXPECT_EQ(w.rank, 1);
   EXPECT_EQ(w.local_rank, 1);
   EXPECT_EQ(w.master_port, 29511);
+  EXPECT_TRUE(w.agent_store_prefix.empty()) << "outside torchrun rank 0 hosts the store";
+  ::setenv("TORCHELASTIC_USE_AGENT_STORE", "True", 1);
+  ::setenv("TORCHELASTIC_RESTART_COUNT", "2", 1);
+  EXPECT_EQ(train::world_from_environment().agent_store_prefix, "/worker/attempt_2");
+  ::unsetenv("TORCHELASTIC_USE_AGENT_STORE");
+  ::unsetenv("TORCHELASTIC_RESTART_COUNT");
   ::setenv("RANK", "2", 1);
   EXPECT_THROW(train::world_from_environment(), std::invalid_argument) << "a rank past the world";
   ::setenv("RANK", "one", 1);
@@ -116,6 +123,37 @@ TEST(Distributed, RanksOfPartsOfABatchTakeTheStepsOfOneProcess) {
 // Trainable BatchNorm sees each rank's half batch, so the runs differ (as
 // PyTorch's DDP without SyncBatchNorm); the run must still go through,
 // resume, and give an unbroken run's model.
+// torchrun's agent hosts the store at MASTER_ADDR:MASTER_PORT itself and
+// says so with TORCHELASTIC_USE_AGENT_STORE=True (single and multi-node
+// launches alike); a rank 0 that tried to host it too could not bind the port.
+// Here the test plays the agent: it hosts the store, and two ranks started
+// with torchrun's variables join it as clients and train as `--nproc 2` does.
+TEST(Distributed, UnderTorchrunTheRanksJoinTheAgentsStore) {
+  ft::TempDir dir;
+  ft::make_square_dataset(dir, 12, 6, 64);
+  const std::string data = dir.path.string();
+  c10d::TCPStoreOptions agent;
+  agent.port = 0;  // any free port
+  agent.isServer = true;
+  agent.waitWorkers = false;
+  c10d::TCPStore store("127.0.0.1", agent);
+  const std::string env = "WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(store.getPort()) +
+                          " TORCHELASTIC_USE_AGENT_STORE=True TORCHELASTIC_RESTART_COUNT=0";
+  auto rank = [&](int r) {
+    return std::async(std::launch::async, [&, r] {
+      return ft::run_cli(recipe(data, dir / "agent", "--freeze head --threads 1 --dist-timeout 30"),
+                         env + " RANK=" + std::to_string(r) + " LOCAL_RANK=" + std::to_string(r));
+    });
+  };
+  auto r0 = rank(0), r1 = rank(1);
+  const auto a = r0.get(), b = r1.get();
+  ASSERT_EQ(a.code, 0) << a.err;
+  ASSERT_EQ(b.code, 0) << b.err;
+  const auto one = ft::run_cli(recipe(data, dir / "one", "--freeze head --threads 1"));
+  ASSERT_EQ(one.code, 0) << one.err;
+  EXPECT_LT(max_difference(dir / "one/best.safetensors", dir / "agent/best.safetensors"), 1e-6);
+}
+
 TEST(Distributed, TrainableStagesResumeToTheUnbrokenRun) {
   ft::TempDir dir;
   ft::make_square_dataset(dir, 12, 6, 64);

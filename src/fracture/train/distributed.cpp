@@ -1,6 +1,7 @@
 #include "fracture/train/distributed.h"
 
 #include <fmt/format.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
@@ -58,6 +59,8 @@ WorldInfo world_from_environment() {
   w.master_port = env_int("MASTER_PORT", 0, true);
   if (w.master_port < 1 || w.master_port > 65535)
     throw std::invalid_argument(fmt::format("MASTER_PORT={}: must be a port, 1-65535", w.master_port));
+  if (const char* a = std::getenv("TORCHELASTIC_USE_AGENT_STORE"); a && std::string(a) == "True")
+    w.agent_store_prefix = fmt::format("/worker/attempt_{}", env_int("TORCHELASTIC_RESTART_COUNT", 0, false));
   return w;
 }
 
@@ -85,11 +88,13 @@ Communicator::Communicator(const WorldInfo& world, std::chrono::milliseconds tim
     : world_(world), group_(std::make_unique<Group>()) {
   c10d::TCPStoreOptions so;
   so.port = static_cast<std::uint16_t>(world.master_port);
-  so.isServer = world.rank == 0;
+  so.isServer = world.rank == 0 && world.agent_store_prefix.empty();
   so.numWorkers = static_cast<std::size_t>(world.size);
   so.timeout = timeout;
   try {
     group_->store = c10::make_intrusive<c10d::TCPStore>(world.master_addr, so);
+    if (!world.agent_store_prefix.empty())
+      group_->store = c10::make_intrusive<c10d::PrefixStore>(world.agent_store_prefix, group_->store);
     auto options = c10d::ProcessGroupGloo::Options::create(timeout);
     // On one machine, loopback; across machines, the address this host
     // resolves to (GLOO_SOCKET_IFNAME picks an interface, as in PyTorch).

@@ -19,6 +19,11 @@ struct WorldInfo {
   int rank = 0, size = 1, local_rank = 0;
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
+  // Under torchrun (TORCHELASTIC_USE_AGENT_STORE=True) its agent already
+  // hosts the store at MASTER_ADDR:MASTER_PORT: every rank joins it as a
+  // client, under this key prefix ("/worker/attempt_<restart count>"), as
+  // PyTorch's env:// rendezvous does. Empty: rank 0 hosts the store.
+  std::string agent_store_prefix;
 };
 
 // torchrun's variables; a world of one when WORLD_SIZE is unset. Throws
