@@ -345,6 +345,11 @@ TEST(Cli, AverageWritesOneModelAndPrintsOneLine) {
   EXPECT_EQ(one.code, 2);
   EXPECT_TRUE(one.out.empty()) << one.out;
   EXPECT_FALSE(std::filesystem::exists(dir / "x.safetensors"));
+  const auto rule = ft::run_cli("average " + a + " " + b + " --data " + (dir / "split.csv") + " --threshold median -o " +
+                                (dir / "x.safetensors"));
+  EXPECT_EQ(rule.code, 2);
+  EXPECT_NE(rule.err.find("--threshold"), std::string::npos) << rule.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "x.safetensors"));
 }
 
 TEST(Cli, CalibrateWritesAnInt8CopyAndItsCheck) {

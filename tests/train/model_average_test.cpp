@@ -109,5 +109,6 @@ TEST(ModelAverage, RefusesModelsThatAreNotOneModelAndWritesNothing) {
   }
   EXPECT_THROW(train::average_models({a}, val, "youden", out), std::invalid_argument);
   EXPECT_THROW(train::average_models({a, a}, {}, "youden", out), std::invalid_argument);
+  EXPECT_THROW(train::average_models({a, a}, val, "median", out), std::invalid_argument);
   EXPECT_FALSE(std::filesystem::exists(out));
 }

@@ -6,6 +6,7 @@
 
 #include "fracture/cli/commands.h"
 #include "fracture/data/dataset.h"
+#include "fracture/eval/metrics.h"
 #include "fracture/train/model_average.h"
 
 namespace fracture::cli {
@@ -27,7 +28,15 @@ void add_average_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::IsMember({"val", "train", "test"}));
   cmd->add_option("--threshold", a->threshold, "Operating threshold rule: youden, sensitivity:S or fixed:T")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check([](const std::string& rule) {
+        try {
+          eval::validate_threshold_rule(rule);
+          return std::string();
+        } catch (const std::exception& e) {
+          return std::string(e.what());
+        }
+      });
   cmd->add_option("-o,--out", a->out, "The averaged model to write (.safetensors)")->required();
   cmd->footer(
       "Writes one network of the same size whose every weight is the mean of the models' (no cost\n"
@@ -37,7 +46,7 @@ void add_average_command(CLI::App& app) {
       "An int8 calibration is not carried over: run `fracture calibrate` on the result.\n\n"
       "Example:\n"
       "  fracture average runs/atlas-42/best.safetensors runs/both-42/best.safetensors \\\n"
-      "      --data runs/split-both.csv -o runs/average-42.safetensors");
+      "      --data runs/split-both.csv -o runs/average-42/best.safetensors");
   cmd->callback([a] {
     const data::Dataset d = data::load_dataset(a->data);
     const auto val = d.subset(a->split);

@@ -1,7 +1,5 @@
 #include "fracture/train/model_average.h"
 
-#include <spdlog/spdlog.h>
-
 #include <filesystem>
 #include <stdexcept>
 
@@ -69,6 +67,7 @@ AverageSummary average_models(const std::vector<std::string>& paths, const std::
                               const std::string& threshold_rule, const std::string& out_path) {
   if (paths.size() < 2) throw std::invalid_argument("averaging needs at least two models");
   if (val.empty()) throw std::invalid_argument("averaging needs validation images to choose the threshold on");
+  eval::validate_threshold_rule(threshold_rule);  // before any work
   std::vector<LoadedModel> members;
   for (const auto& path : paths) members.push_back(load_model(path));
   check_members_agree(members, paths);
