@@ -101,17 +101,11 @@ AverageSummary average_models(const std::vector<std::string>& paths, const std::
   const ValidationScore score = score_validation(v.probs, v.labels, v.sources);
   s.val_roc_auc = score.auc;
   s.val_roc_auc_by_source = score.auc_by_source;
-  info.extra["val_roc_auc"] = score.auc;
-  info.extra["val_average_precision"] = score.ap;
-  if (!score.auc_by_source.empty())
-    info.extra["val_roc_auc_by_source"] = score.auc_by_source, info.extra["val_roc_auc_pooled"] = score.pooled_auc;
+  info.extra.update(validation_summary(score));
   info.threshold = 0.5;
   info.threshold_rule = "default 0.5";
   if (info.class_names.size() == 2) {
-    std::vector<int> y(v.labels.data_ptr<int64_t>(), v.labels.data_ptr<int64_t>() + v.labels.numel());
-    const auto pos = v.probs.select(1, 1).to(torch::kDouble).contiguous();
-    std::vector<double> p(pos.data_ptr<double>(), pos.data_ptr<double>() + pos.numel());
-    info.threshold = eval::choose_threshold(threshold_rule, y, p);
+    info.threshold = threshold_on_validation(threshold_rule, v.probs, v.labels);
     info.threshold_rule = threshold_rule + " on validation, average of " + std::to_string(paths.size()) + " models";
   }
   s.threshold = info.threshold;

@@ -802,24 +802,11 @@ class EpochLoop {
     mi.threshold_rule = "default 0.5";
     mi.threshold = 0.5;
     if (plan_.classes != 2) return;
-    std::vector<int> y;
-    std::vector<double> p;
-    auto pa = val.probs.accessor<float, 2>();
-    auto la = val.labels.accessor<int64_t, 1>();
-    for (int64_t i = 0; i < val.probs.size(0); ++i) {
-      y.push_back(la[i] == 1);
-      p.push_back(pa[i][1]);
-    }
-    mi.threshold = eval::choose_threshold(o_.threshold_rule, y, p);
+    mi.threshold = threshold_on_validation(o_.threshold_rule, val.probs, val.labels);
     mi.threshold_rule = o_.threshold_rule + " on validation, " + what;
   }
 
-  // The model description's training summary, shared by the best epoch and the average.
-  nlohmann::json summary(const ValidationScore& v) const {
-    nlohmann::json j = {{"val_roc_auc", v.auc}, {"val_average_precision", v.ap}};
-    if (!v.auc_by_source.empty()) j["val_roc_auc_by_source"] = v.auc_by_source, j["val_roc_auc_pooled"] = v.pooled_auc;
-    return j;
-  }
+  // Where the model came from (recipe, data, machine), recorded beside its validation summary.
   nlohmann::json provenance() const {
     const auto& mc = plan_.machine;
     nlohmann::json machine = {{"cpu", mc.cpu}, {"isa", mc.isa}, {"threads", mc.threads}};
@@ -851,7 +838,7 @@ class EpochLoop {
     result_.best_val_auc = rec.val_auc;
     since_best_ = 0;
     set_threshold(info_, val, "epoch " + std::to_string(rec.epoch));
-    info_.extra = summary(v);
+    info_.extra = validation_summary(v);
     info_.extra["epoch"] = rec.epoch;
     info_.extra.update(provenance());
     if (plan_.writer) {
@@ -922,7 +909,7 @@ class EpochLoop {
     const ValidationScore v = score_validation(val.probs, val.labels, val.sources);
     result_.model_val_auc = v.auc;
     set_threshold(info_, val, result_.averaged);
-    info_.extra = summary(v);
+    info_.extra = validation_summary(v);
     info_.extra["averaged_epochs"] = {first_averaged_, o_.epochs};
     info_.extra["best_epoch"] = result_.best_epoch;
     info_.extra["best_epoch_val_roc_auc"] = result_.best_val_auc;

@@ -68,6 +68,25 @@ ValidationScore score_validation(const torch::Tensor& probs, const torch::Tensor
   return s;
 }
 
+nlohmann::json validation_summary(const ValidationScore& score) {
+  nlohmann::json j = {{"val_roc_auc", score.auc}, {"val_average_precision", score.ap}};
+  if (!score.auc_by_source.empty())
+    j["val_roc_auc_by_source"] = score.auc_by_source, j["val_roc_auc_pooled"] = score.pooled_auc;
+  return j;
+}
+
+double threshold_on_validation(const std::string& rule, const torch::Tensor& probs, const torch::Tensor& labels) {
+  std::vector<int> y;
+  std::vector<double> p;
+  auto pa = probs.accessor<float, 2>();
+  auto la = labels.accessor<int64_t, 1>();
+  for (int64_t i = 0; i < probs.size(0); ++i) {
+    y.push_back(la[i] == 1);
+    p.push_back(pa[i][1]);
+  }
+  return eval::choose_threshold(rule, y, p);
+}
+
 std::map<std::string, double> parse_source_weights(const std::string& text) {
   std::map<std::string, double> out;
   std::istringstream in(text);

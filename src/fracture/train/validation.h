@@ -8,6 +8,7 @@
 // differ: 18% fractured in FracAtlas, 37% in bone-fracture-yolo) rather than
 // the fractures. With one source the mean is that source's ROC-AUC: runs on
 // one data set are scored exactly as before.
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include <map>
@@ -28,6 +29,15 @@ struct ValidationScore {
 // whose rows hold a single class has no AUC and is left out of the mean.
 ValidationScore score_validation(const torch::Tensor& probs, const torch::Tensor& labels,
                                  const std::vector<std::string>& row_sources);
+
+// What a model file records of its validation: val_roc_auc (the selection
+// score), val_average_precision and, with several sources, each one's and the
+// pooled ROC-AUC.
+nlohmann::json validation_summary(const ValidationScore& score);
+
+// The positive class's operating threshold chosen by `rule`
+// (eval::choose_threshold) on two-class probs [n, 2] (float) and labels [n].
+double threshold_on_validation(const std::string& rule, const torch::Tensor& probs, const torch::Tensor& labels);
 
 // "fracatlas=1,bone-fracture-yolo=0.5" -> {source: weight}; empty -> {}.
 // Throws std::invalid_argument naming the bad item.
