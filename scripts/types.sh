@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 18: fracture types on bone-break-types (docs/results-types.md).
 #
-#   scripts/types.sh                 split, train the candidate recipes, score each on validation
+#   scripts/types.sh [NAME...]       split, train the candidate recipes (or only those named),
+#                                    score each on validation
 #   scripts/types.sh --test NAME     score run NAME on the test split, once, after the choice;
 #                                    and the same recipe on a leaky split, to show what leaks
 #
@@ -16,9 +17,13 @@ data=${FRACTURE_DATA:-../shared/data}/bone-break-types
 split=runs/split-types.csv
 
 # name | extra train flags (the rest is the default recipe)
+# (first round: default, feataug; second round, rule in docs/results-types.md: default, lite2, views4, last5)
 candidates=(
   "types-default|"
   "types-feataug|--feature-augment"
+  "types-lite2|-m efficientnet_lite2"
+  "types-views4|--augment-views 4 --augment-kind both"
+  "types-last5|--freeze last:5"
 )
 
 [ -f $split ] || "$fracture" split --data "$data" --out $split >/dev/null
@@ -62,6 +67,7 @@ fi
 echo "$header"
 for spec in "${candidates[@]}"; do
   IFS='|' read -r name flags <<<"$spec"
+  if [ $# -gt 0 ] && [[ " $* " != *" $name "* ]]; then continue; fi
   # shellcheck disable=SC2086
   train_and_score "$name" $split val $flags
   row "$name" val
