@@ -17,13 +17,14 @@ data=${FRACTURE_DATA:-../shared/data}/bone-break-types
 split=runs/split-types.csv
 
 # name | extra train flags (the rest is the default recipe)
-# (first round: default, feataug; second round, rule in docs/results-types.md: default, lite2, views4, last5)
+# (first round: default, feataug; second round: default, lite2, views4, last5; third: full; rules in docs/results-types.md)
 candidates=(
   "types-default|"
   "types-feataug|--feature-augment"
   "types-lite2|-m efficientnet_lite2"
   "types-views4|--augment-views 4 --augment-kind both"
   "types-last5|--freeze last:5"
+  "types-full|--freeze full --cache off"
 )
 
 [ -f $split ] || "$fracture" split --data "$data" --out $split >/dev/null
