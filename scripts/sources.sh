@@ -45,6 +45,7 @@ runs=(
   "atlas-7|runs/split.csv|7|FracAtlas"
   "atlas-1|runs/split.csv|1|FracAtlas"
   "intensity-42|runs/split.csv|42|FracAtlas, scanner-like intensity views|--augment-kind intensity --augment-views 3"
+  "geometric-42|runs/split.csv|42|FracAtlas, cropped, scaled and turned views|--augment-kind geometric --augment-views 3"
   "average-42|average:atlas-42+both-42|42|weight average of atlas-42 and both-42"
   "average-7|average:atlas-7+both-7|7|weight average of atlas-7 and both-7"
   "average-1|average:atlas-1+both-1|1|weight average of atlas-1 and both-1"
