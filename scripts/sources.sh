@@ -49,6 +49,8 @@ runs=(
   "average-42|average:atlas-42+both-42|42|weight average of atlas-42 and both-42"
   "average-7|average:atlas-7+both-7|7|weight average of atlas-7 and both-7"
   "average-1|average:atlas-1+both-1|1|weight average of atlas-1 and both-1"
+  "negatives-42|runs/split-both.csv|42|FracAtlas + bone-fracture-yolo, its presumed negatives drawn half as often|--source-weights bone-fracture-yolo/non_fractured=0.5"
+  "average-negatives-42|average:atlas-42+negatives-42|42|weight average of atlas-42 and negatives-42"
 )
 
 # shellcheck source=run_table.sh

@@ -165,7 +165,7 @@ TEST(Cli, TrainsAndEvaluatesOnTwoSources) {
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("source " + name_b), std::string::npos) << r.output;
   r = run("train --data " + (dir / "split.csv") + " --out " + rundir + " --size 96 --epochs 2 --seed 1 --source-weights " +
-          name_a + "=3");
+          name_a + "=3," + name_b + "/normal=0.5");
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("val ROC-AUC"), std::string::npos);
   EXPECT_NE(r.output.find("(mean of " + name_a + " "), std::string::npos) << r.output;
@@ -178,6 +178,10 @@ TEST(Cli, TrainsAndEvaluatesOnTwoSources) {
   r = run("train --data " + (dir / "split.csv") + " --out " + (dir / "bad") + " --source-weights nowhere=2");
   EXPECT_EQ(r.code, 2) << r.output;
   EXPECT_NE(r.output.find("no training image comes from 'nowhere'"), std::string::npos) << r.output;
+  r = run("train --data " + (dir / "split.csv") + " --out " + (dir / "bad") + " --source-weights " + name_b + "/broken=2");
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("no training image comes from '" + name_b + "/broken' (SOURCE/CLASS)"), std::string::npos)
+      << r.output;
 
   r = run("evaluate -m " + rundir + "/best.safetensors --data " + (dir / "split.csv") + " --split test --bootstrap 50");
   ASSERT_EQ(r.code, 0) << r.output;

@@ -41,7 +41,8 @@ TEST(Validation, SourceWeightsParseOrNameTheBadItem) {
   EXPECT_DOUBLE_EQ(w.at("fracatlas"), 1.0);
   EXPECT_DOUBLE_EQ(w.at("bone-fracture-yolo"), 0.5);
   EXPECT_TRUE(train::parse_source_weights("").empty());
-  for (const char* bad : {"fracatlas", "fracatlas=", "=1", "a=0", "a=-1", "a=1x", "a=nan", "a=1,a=2"}) {
+  for (const char* bad : {"fracatlas", "fracatlas=", "=1", "a=0", "a=-1", "a=1x", "a=nan", "a=1,a=2", "/x=1", "a/=1",
+                          "a/x=1,a/x=2"}) {
     try {
       train::parse_source_weights(bad);
       FAIL() << bad;
@@ -49,4 +50,14 @@ TEST(Validation, SourceWeightsParseOrNameTheBadItem) {
       EXPECT_NE(std::string(e.what()).find("--source-weights"), std::string::npos) << e.what();
     }
   }
+}
+
+// A class of a source: its own key wins over its source's, which wins over 1.
+TEST(Validation, SourceClassWeightsNarrowTheSourceWeight) {
+  const auto w = train::parse_source_weights("yolo=2,yolo/non_fractured=0.5,atlas/fractured=3");
+  EXPECT_DOUBLE_EQ(train::source_weight_of(w, "yolo", "non_fractured"), 0.5);
+  EXPECT_DOUBLE_EQ(train::source_weight_of(w, "yolo", "fractured"), 2.0);
+  EXPECT_DOUBLE_EQ(train::source_weight_of(w, "atlas", "fractured"), 3.0);
+  EXPECT_DOUBLE_EQ(train::source_weight_of(w, "atlas", "non_fractured"), 1.0);
+  EXPECT_DOUBLE_EQ(train::source_weight_of(w, "other", "fractured"), 1.0);
 }

@@ -98,7 +98,8 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--balance", choice->balance, "Class imbalance: loss (class-weighted), sampler (balanced batches) or none")
       ->capture_default_str()->check(CLI::IsMember({"loss", "sampler", "none"}));
   cmd->add_option("--source-weights", o->source_weights,
-                  "With several sources: sampling weight of each, SOURCE=W,... (e.g. fracatlas=1,bone-fracture-yolo=0.5); "
+                  "With several sources: sampling weight of each, SOURCE=W,... (e.g. fracatlas=1,bone-fracture-yolo=0.5), "
+                  "or of one class of a source, SOURCE/CLASS=W (e.g. bone-fracture-yolo/non_fractured=0.5); "
                   "epochs then draw images with replacement");
   cmd->add_option("--ema", o->ema_decay, "Weight EMA decay, e.g. 0.999 (0: off)")->capture_default_str();
   cmd->add_option("--average", o->average_last,

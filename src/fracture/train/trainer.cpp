@@ -88,6 +88,7 @@ void broadcast_weights(Communicator& comm, models::ClassifierImpl& net) {
 struct RunPlan {
   std::vector<data::Sample> train_set, val_set;
   int64_t classes = 0;
+  std::vector<std::string> class_names;  // label -> name
   torch::Device device{torch::kCPU};
   std::optional<nlohmann::json> saved_state;  // with --resume, once an epoch has been committed
   Communicator* comm = nullptr;  // data-parallel: the other ranks (distributed.h); null alone
@@ -115,6 +116,7 @@ RunPlan plan_run(const data::Dataset& dataset, const TrainOptions& o, const RunF
   if (plan.train_set.empty() || plan.val_set.empty())
     throw std::runtime_error("the data needs 'train' and 'val' samples: run `fracture split` first or pass a manifest with a split column");
   plan.classes = static_cast<int64_t>(dataset.class_names.size());
+  plan.class_names = dataset.class_names;
   if (plan.classes < 2) throw std::runtime_error("need at least two classes");
   if (o.threads > 0) torch::set_num_threads(o.threads);
   plan.machine = util::describe_machine();
@@ -243,18 +245,23 @@ TrainingData prepare_data(const RunPlan& plan, TrainableModel& m, const TrainOpt
     d.class_weight = torch::tensor(w).to(plan.device);
   }
   // Sampling weights: balanced classes (--balance sampler) times the
-  // sources' weights (--source-weights); none: each image once per epoch.
+  // sources' (or a source's class's) weights (--source-weights); none: each
+  // image once per epoch.
   const auto source_weight = parse_source_weights(o.source_weights);
+  auto key_of = [&](const data::Sample& s, bool with_class) {
+    return with_class ? s.source + "/" + plan.class_names.at(static_cast<size_t>(s.label)) : s.source;
+  };
   for (const auto& weighted : source_weight) {
-    const std::string& name = weighted.first;  // not a structured binding: lambdas cannot capture those in C++17
-    if (std::none_of(train_set.begin(), train_set.end(), [&](const auto& s) { return s.source == name; }))
-      throw std::invalid_argument("--source-weights: no training image comes from '" + name + "'");
+    const std::string& key = weighted.first;  // not a structured binding: lambdas cannot capture those in C++17
+    const bool with_class = key.find('/') != std::string::npos;
+    if (std::none_of(train_set.begin(), train_set.end(), [&](const auto& s) { return key_of(s, with_class) == key; }))
+      throw std::invalid_argument("--source-weights: no training image comes from '" + key + "'" +
+                                  (with_class ? " (SOURCE/CLASS)" : ""));
   }
   const bool weighted = o.balance == Balance::Sampler || !source_weight.empty();
   auto sampling_weight = [&](const data::Sample& s) {
-    const auto it = source_weight.find(s.source);
     return (o.balance == Balance::Sampler ? 1.0 / static_cast<double>(counts[static_cast<size_t>(s.label)]) : 1.0) *
-           (it == source_weight.end() ? 1.0 : it->second);
+           source_weight_of(source_weight, s.source, plan.class_names.at(static_cast<size_t>(s.label)));
   };
 
   // The shards: each rank reads (and caches) its own samples only.

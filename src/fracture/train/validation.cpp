@@ -100,12 +100,22 @@ std::map<std::string, double> parse_source_weights(const std::string& text) {
     } catch (const std::exception&) {
       w = -1;
     }
-    if (name.empty() || used == 0 || used != item.size() - eq - 1 || !std::isfinite(w) || w <= 0 || w > 1000)
+    const auto slash = name.find('/');
+    const bool bad_name = name.empty() || slash == 0 || (slash != std::string::npos && slash + 1 == name.size());
+    if (bad_name || used == 0 || used != item.size() - eq - 1 || !std::isfinite(w) || w <= 0 || w > 1000)
       throw std::invalid_argument("--source-weights: '" + item +
-                                  "' is not SOURCE=WEIGHT with a weight above 0 (e.g. fracatlas=1,bone-fracture-yolo=0.5)");
+                                  "' is not SOURCE=WEIGHT or SOURCE/CLASS=WEIGHT with a weight above 0 "
+                                  "(e.g. fracatlas=1,bone-fracture-yolo/non_fractured=0.5)");
     if (!out.emplace(name, w).second) throw std::invalid_argument("--source-weights: " + name + " given twice");
   }
   return out;
+}
+
+double source_weight_of(const std::map<std::string, double>& weights, const std::string& source,
+                        const std::string& class_name) {
+  if (const auto it = weights.find(source + "/" + class_name); it != weights.end()) return it->second;
+  if (const auto it = weights.find(source); it != weights.end()) return it->second;
+  return 1.0;
 }
 
 }  // namespace fracture::train

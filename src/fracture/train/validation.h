@@ -40,7 +40,14 @@ nlohmann::json validation_summary(const ValidationScore& score);
 double threshold_on_validation(const std::string& rule, const torch::Tensor& probs, const torch::Tensor& labels);
 
 // "fracatlas=1,bone-fracture-yolo=0.5" -> {source: weight}; empty -> {}.
-// Throws std::invalid_argument naming the bad item.
+// A key may name one class of a source, SOURCE/CLASS
+// ("bone-fracture-yolo/non_fractured=0.5": that set's presumed negatives
+// drawn half as often). Throws std::invalid_argument naming the bad item.
 std::map<std::string, double> parse_source_weights(const std::string& text);
+
+// A training image's sampling weight under parse_source_weights' map: its
+// SOURCE/CLASS key if given, else its SOURCE key, else 1.
+double source_weight_of(const std::map<std::string, double>& weights, const std::string& source,
+                        const std::string& class_name);
 
 }  // namespace fracture::train
