@@ -51,6 +51,7 @@ runs=(
   "average-1|average:atlas-1+both-1|1|weight average of atlas-1 and both-1"
   "negatives-42|runs/split-both.csv|42|FracAtlas + bone-fracture-yolo, its presumed negatives drawn half as often|--source-weights bone-fracture-yolo/non_fractured=0.5"
   "average-negatives-42|average:atlas-42+negatives-42|42|weight average of atlas-42 and negatives-42"
+  "standardise-42|runs/split.csv|42|FracAtlas, per-image standardisation|--standardise"
 )
 
 # shellcheck source=run_table.sh

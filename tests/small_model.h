@@ -14,13 +14,14 @@
 namespace fracture::testing {
 
 inline std::string save_small_model(const std::string& path, std::vector<std::string> classes, double threshold,
-                                    uint64_t seed) {
+                                    uint64_t seed, bool standardise = false) {
   torch::manual_seed(seed);
   auto net = models::find_model("resnet18").build(static_cast<int64_t>(classes.size()));
   train::ModelInfo info;
   info.architecture = "resnet18";
   info.class_names = std::move(classes);
   info.preprocess.size = 64;
+  info.preprocess.standardise = standardise;
   info.threshold = threshold;
   train::save_model(path, *net, info);
   return path;

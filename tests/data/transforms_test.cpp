@@ -36,6 +36,40 @@ TEST(Transforms, ClaheRaisesLocalContrast) {
   EXPECT_GT(s1[0], s0[0] * 1.5);
 }
 
+// Per-image standardisation: two exposures of one picture (a linear change of
+// grey levels, as between scanners) come out the same, at ImageNet's grey
+// mean and spread; letterbox bars stay black and do not count.
+TEST(Transforms, StandardiseUndoesExposureAndContrast) {
+  cv::Mat img(96, 96, CV_8UC1);
+  for (int y = 0; y < 96; ++y)
+    for (int x = 0; x < 96; ++x) img.at<uint8_t>(y, x) = static_cast<uint8_t>(60 + (x + 2 * y) % 50);
+  cv::Mat brighter;
+  img.convertTo(brighter, -1, 1.6, 30);  // 90..168 -> more contrast, lifted
+  PreprocessOptions o;
+  o.size = 96;
+  o.standardise = true;
+  const cv::Mat a = preprocess(img, o), b = preprocess(brighter, o);
+  cv::Scalar m, sd;
+  cv::meanStdDev(a, m, sd);
+  EXPECT_NEAR(m[0], 0.449 * 255, 1.0);
+  EXPECT_NEAR(sd[0], 0.226 * 255, 1.0);
+  EXPECT_LE(cv::norm(a, b, cv::NORM_INF), 2.0);  // only rounding apart (of the exposure, then of the result)
+  cv::meanStdDev(preprocess(img, PreprocessOptions{96}), m, sd);
+  EXPECT_GT(std::abs(m[0] - 0.449 * 255), 20.0) << "off by default";
+
+  const cv::Mat flat(50, 50, CV_8UC1, cv::Scalar(7));
+  EXPECT_EQ(cv::countNonZero(preprocess(flat, o) != static_cast<int>(std::lround(0.449 * 255))), 0) << "only shifted";
+
+  cv::Mat wide(48, 96, CV_8UC1);
+  cv::resize(img, wide, wide.size());
+  o.resize = ResizeMode::Letterbox;
+  const cv::Mat boxed = preprocess(wide, o);
+  EXPECT_EQ(boxed.at<uint8_t>(0, 48), 0);   // bar above
+  EXPECT_EQ(boxed.at<uint8_t>(95, 48), 0);  // bar below
+  cv::meanStdDev(boxed(cv::Rect(0, 24, 96, 48)), m, sd);
+  EXPECT_NEAR(m[0], 0.449 * 255, 1.0);  // the content alone is standardised
+}
+
 TEST(Transforms, AugmentIsSeededAndOffByDefault) {
   const cv::Mat img = ft::synthetic_xray(96, 96, 6);
   AugmentOptions off;

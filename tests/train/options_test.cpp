@@ -88,6 +88,9 @@ TEST(Recipe, RecordsTheFlagsSpellings) {
   EXPECT_FALSE(r.contains("augment_kind")) << "absent when geometric, for the same reason";
   o.augment_kind = AugmentKind::Intensity;
   EXPECT_EQ(recipe_json(o).at("augment_kind"), "intensity");
+  EXPECT_FALSE(r.contains("standardise")) << "absent when off, for the same reason";
+  o.standardise = true;
+  EXPECT_EQ(recipe_json(o).at("standardise"), true);
 }
 
 TEST(Validate, RefusesOutOfRangeBeforeAnyWork) {

@@ -181,6 +181,17 @@ TEST(Checkpoint, RefusesNonModelsAndRoundTripsInfo) {
   }
 }
 
+// --standardise reaches the model file, so every front end scores with it.
+TEST_F(Pipeline, StandardisedRunRecordsItInTheModel) {
+  ft::TempDir dir;
+  ft::make_square_dataset(dir, 8, 4, 64);
+  const data::Dataset d = data::load_dataset(dir.path.string());
+  auto o = quick_options(dir / "run", 64, 1, "last:2");
+  o.standardise = true;
+  const auto r = train::train(d, o);
+  EXPECT_TRUE(train::load_model(r.model).info.preprocess.standardise);
+}
+
 TEST_F(Pipeline, AugmentedViewsChangeWhatTheCachedRunSees) {
   ft::TempDir dir;
   ft::make_square_dataset(dir, 8, 4, 64);

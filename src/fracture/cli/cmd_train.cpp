@@ -85,6 +85,9 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--size", o->image_size, "Input size in pixels (0: the model's native size, e.g. 224 for Lite0)")->capture_default_str();
   cmd->add_option("--resize", choice->resize, "stretch (as the paper) or letterbox")->capture_default_str()->check(CLI::IsMember({"stretch", "letterbox"}));
   cmd->add_flag("--clahe", o->clahe, "Contrast-limited adaptive histogram equalisation before the network");
+  cmd->add_flag("--standardise", o->standardise,
+                "Per-image standardisation: each image's grey levels shifted and scaled to one mean and spread "
+                "before the network (exposure and contrast differ between scanners)");
   cmd->add_option("--epochs", o->epochs, "Epochs")->capture_default_str();
   cmd->add_option("-b,--batch-size", o->batch_size, "Batch size")->capture_default_str();
   cmd->add_option("--optimizer", choice->optimizer, "adamw, adam or sgd")->capture_default_str()->check(CLI::IsMember({"adamw", "adam", "sgd"}));

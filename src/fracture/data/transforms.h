@@ -19,6 +19,10 @@ struct PreprocessOptions {
   int size = 224;
   ResizeMode resize = ResizeMode::Stretch;
   bool clahe = false;  // contrast-limited adaptive histogram equalisation
+  // Per-image standardisation: each image's grey levels shifted and scaled to
+  // one mean and spread (ImageNet's), so that exposure and contrast arrive at
+  // the network alike whatever the scanner.
+  bool standardise = false;
   std::array<float, 3> mean{0.485f, 0.456f, 0.406f};
   std::array<float, 3> std{0.229f, 0.224f, 0.225f};
 };
@@ -46,7 +50,9 @@ struct AugmentOptions {
 // gamma 1/1.5-1.5, windows up to 10% in or out, noise up to 3%, blur up to 1.2 px.
 AugmentOptions with_scanner_intensity(AugmentOptions options);
 
-// Deterministic part: resize (and CLAHE). Input and output are 8-bit, 1 or 3 channels.
+// Deterministic part: resize (then CLAHE, then per-image standardisation of
+// the image's content, the letterbox bars left black). Input and output are
+// 8-bit, 1 or 3 channels.
 cv::Mat preprocess(const cv::Mat& image, const PreprocessOptions& options);
 // Random part, reproducible from `seed`. Output has the input's size. The
 // geometric and contrast draws come first, so turning the intensity changes on

@@ -271,6 +271,7 @@ void describe(onnx::ModelProto& m, const train::LoadedModel& model) {
   add_metadata(m, "input_size", std::to_string(pre.size));
   add_metadata(m, "resize", train::resize_mode_name(pre.resize));
   add_metadata(m, "clahe", pre.clahe ? "true" : "false");
+  add_metadata(m, "standardise", pre.standardise ? "true" : "false");
   add_metadata(m, "mean", nlohmann::json(pre.mean).dump());
   add_metadata(m, "std", nlohmann::json(pre.std).dump());
   add_metadata(m, "channels", "grey image repeated to 3 channels");

@@ -162,6 +162,7 @@ struct Server::Impl {
     j["input"] = {{"size", info.preprocess.size},
                   {"resize", train::resize_mode_name(info.preprocess.resize)},
                   {"clahe", info.preprocess.clahe},
+                  {"standardise", info.preprocess.standardise},
                   {"mean", info.preprocess.mean},
                   {"std", info.preprocess.std}};
     j["sha256"] = predictor.sha256();

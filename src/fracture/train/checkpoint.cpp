@@ -34,6 +34,7 @@ nlohmann::json ModelInfo::to_json() const {
           {"input_size", preprocess.size},
           {"resize", resize_mode_name(preprocess.resize)},
           {"clahe", preprocess.clahe},
+          {"standardise", preprocess.standardise},
           {"mean", preprocess.mean},
           {"std", preprocess.std},
           {"threshold", threshold},
@@ -50,6 +51,7 @@ ModelInfo ModelInfo::from_json(const nlohmann::json& j, const std::string& origi
     m.preprocess.size = j.at("input_size").get<int>();
     m.preprocess.resize = parse_resize_mode(j.at("resize").get<std::string>());
     m.preprocess.clahe = j.at("clahe").get<bool>();
+    m.preprocess.standardise = j.value("standardise", false);  // absent in models saved before it existed
     m.preprocess.mean = j.at("mean").get<std::array<float, 3>>();
     m.preprocess.std = j.at("std").get<std::array<float, 3>>();
     m.threshold = j.at("threshold").get<double>();

@@ -72,6 +72,7 @@ std::string feature_cache_key(const TrainOptions& o, const data::PreprocessOptio
                                    {"views", o.augment ? o.cache_views : 1},
                                    {"seed", o.seed}}
                         .dump();
+  if (pre.standardise) key += "|standardise";  // absent otherwise: earlier caches keep their keys
   if (o.augment && o.augment_kind != AugmentKind::Geometric) key += std::string("|augment ") + to_string(o.augment_kind);
   for (const auto* set : {&train_set, &val_set}) {
     key += "|";

@@ -167,6 +167,7 @@ nlohmann::json recipe_json(const TrainOptions& o) {
                       {"threshold", o.threshold_rule},
                       {"manifest_sha256", o.manifest_sha256}};
   if (!o.source_weights.empty()) j["source_weights"] = o.source_weights;  // absent: runs from before it match
+  if (o.standardise) j["standardise"] = true;  // likewise
   if (o.augment_kind != AugmentKind::Geometric) j["augment_kind"] = to_string(o.augment_kind);  // the same
   return j;
 }

@@ -58,6 +58,7 @@ struct TrainOptions {
   int image_size = 384;  // 0: the model's native resolution
   data::ResizeMode resize = data::ResizeMode::Stretch;
   bool clahe = false;
+  bool standardise = false;  // per-image standardisation (data::PreprocessOptions)
   int epochs = 12;
   int batch_size = 16;
   Optimizer optimizer = Optimizer::AdamW;

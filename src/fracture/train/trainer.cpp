@@ -178,6 +178,7 @@ TrainableModel build_model(const RunPlan& plan, const TrainOptions& o) {
   m.pre.size = o.image_size > 0 ? o.image_size : spec.input_size;
   m.pre.resize = o.resize;
   m.pre.clahe = o.clahe;
+  m.pre.standardise = o.standardise;
   m.pre.mean = spec.mean;
   m.pre.std = spec.std;
 
