@@ -22,10 +22,9 @@ constexpr double kTargetMean = 0.449 * 255, kTargetSpread = 0.226 * 255;
 void standardise(cv::Mat roi) {
   cv::Scalar mean, spread;
   cv::meanStdDev(roi.reshape(1), mean, spread);
-  const double target_mean = kTargetMean, target_spread = kTargetSpread;
-  const double scale = spread[0] > 1e-6 ? target_spread / spread[0] : 1.0;
+  const double scale = spread[0] > 1e-6 ? kTargetSpread / spread[0] : 1.0;
   cv::Mat scaled;
-  roi.convertTo(scaled, -1, scale, target_mean - scale * mean[0]);
+  roi.convertTo(scaled, -1, scale, kTargetMean - scale * mean[0]);
   scaled.copyTo(roi);
 }
 

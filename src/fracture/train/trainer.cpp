@@ -250,7 +250,7 @@ TrainingData prepare_data(const RunPlan& plan, TrainableModel& m, const TrainOpt
   // image once per epoch.
   const auto source_weight = parse_source_weights(o.source_weights);
   auto key_of = [&](const data::Sample& s, bool with_class) {
-    return with_class ? s.source + "/" + plan.class_names.at(static_cast<size_t>(s.label)) : s.source;
+    return with_class ? source_class_key(s.source, plan.class_names.at(static_cast<size_t>(s.label))) : s.source;
   };
   for (const auto& weighted : source_weight) {
     const std::string& key = weighted.first;  // not a structured binding: lambdas cannot capture those in C++17

@@ -111,9 +111,13 @@ std::map<std::string, double> parse_source_weights(const std::string& text) {
   return out;
 }
 
+std::string source_class_key(const std::string& source, const std::string& class_name) {
+  return source + "/" + class_name;
+}
+
 double source_weight_of(const std::map<std::string, double>& weights, const std::string& source,
                         const std::string& class_name) {
-  if (const auto it = weights.find(source + "/" + class_name); it != weights.end()) return it->second;
+  if (const auto it = weights.find(source_class_key(source, class_name)); it != weights.end()) return it->second;
   if (const auto it = weights.find(source); it != weights.end()) return it->second;
   return 1.0;
 }

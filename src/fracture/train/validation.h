@@ -45,6 +45,9 @@ double threshold_on_validation(const std::string& rule, const torch::Tensor& pro
 // drawn half as often). Throws std::invalid_argument naming the bad item.
 std::map<std::string, double> parse_source_weights(const std::string& text);
 
+// The key that names one class of a source: "SOURCE/CLASS".
+std::string source_class_key(const std::string& source, const std::string& class_name);
+
 // A training image's sampling weight under parse_source_weights' map: its
 // SOURCE/CLASS key if given, else its SOURCE key, else 1.
 double source_weight_of(const std::map<std::string, double>& weights, const std::string& source,
