@@ -25,11 +25,11 @@
 #include "fracture/util/runtime.h"
 
 // GFLOP (2 per multiply-add) of an EfficientNet's convolutions for one
-// size x size image; 0 for other networks. The head's pooling and classifier
-// add under 0.1%.
+// size x size image (every network of an ensemble); 0 for other networks.
+// The head's pooling and classifier add under 0.1%.
 double conv_gflop(const std::string& model, int size) {
-  const auto m = fracture::train::load_model(fracture::util::resolve_model(model));
-  const auto* net = dynamic_cast<const fracture::models::EfficientNetImpl*>(m.net.get());
+  const auto m = fracture::train::load_networks(fracture::util::resolve_model(model));
+  const auto* net = dynamic_cast<const fracture::models::EfficientNetImpl*>(m.nets[0].get());
   if (!net) return 0;
   double macs = 0;
   int64_t side = size;
@@ -46,7 +46,7 @@ double conv_gflop(const std::string& model, int size) {
       conv(*block->project);
     }
   conv(*net->head_conv);
-  return 2 * macs / 1e9;
+  return static_cast<double>(m.nets.size()) * 2 * macs / 1e9;
 }
 
 int main(int argc, char** argv) {

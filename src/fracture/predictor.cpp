@@ -20,21 +20,35 @@ namespace fracture {
 
 struct Predictor::State {
   PredictorOptions options;
-  train::LoadedModel model;
+  train::LoadedNetworks model;  // one network, or an ensemble's members
   torch::Device device{torch::kCPU};
   data::LoaderOptions loader;
-  std::unique_ptr<models::OneDnnBody> body;  // null: LibTorch's modules
+  std::vector<std::unique_ptr<models::OneDnnBody>> bodies;  // one per network; empty: LibTorch's modules
   std::string engine;
 
+  models::ClassifierImpl& first() { return *model.nets.front(); }
+  torch::Tensor forward_one(size_t k, const torch::Tensor& x) {
+    auto& net = *model.nets[k];
+    return bodies.empty() ? net.forward(x) : net.forward_head(bodies[k]->features(x));
+  }
+  // Logits; an ensemble's are its members' mean log-probabilities, whose
+  // softmax is their normalised geometric mean (train::combine_probabilities:
+  // for two classes, the mean of the members' log-odds).
   torch::Tensor forward(const torch::Tensor& x) {
-    return body ? model.net->forward_head(body->features(x)) : model.net->forward(x);
+    if (model.nets.size() == 1) return forward_one(0, x);
+    torch::Tensor sum;
+    for (size_t k = 0; k < model.nets.size(); ++k) {
+      auto log_p = torch::log_softmax(forward_one(k, x), 1);
+      sum = k == 0 ? log_p : sum + log_p;
+    }
+    return sum / static_cast<double>(model.nets.size());
   }
   // auto: int8 where the model's int8 calibration passed its accuracy check
   // and the program can run it here, else fp32; `why` says which and why.
-  models::Precision auto_precision(bool fused, std::string& why) const {
+  models::Precision auto_precision(bool fused, std::string& why) {
     if (!fused || !device.is_cpu()) why = "auto: fp32, int8 runs only as the oneDNN program on the CPU";
     else if (!exporter::int8_check_passed(model.info)) why = "auto: fp32, the model has no passed int8 check";
-    else if (auto no = models::onednn_body_unsupported(*model.net, models::Precision::int8); !no.empty())
+    else if (auto no = models::onednn_body_unsupported(first(), models::Precision::int8); !no.empty())
       why = "auto: fp32, " + no;
     else {
       why = "auto: int8, the model's int8 check passed";
@@ -47,23 +61,25 @@ struct Predictor::State {
   void choose_engine(bool fused, models::Precision precision, const std::string& model_path) {
     std::string why = "not asked for";
     if (!device.is_cpu()) why = "not on the CPU";
-    else if (fused) why = models::onednn_body_unsupported(*model.net, precision);
+    else if (fused) why = models::onednn_body_unsupported(first(), precision);
     if (why.empty()) {
-      std::vector<float> ranges;
+      std::vector<std::vector<float>> ranges(model.nets.size());  // one list per network
       if (precision == models::Precision::int8) {
         ranges = exporter::int8_ranges_of(model.info, model_path);
         if (ranges.empty())
           throw std::invalid_argument(model_path + " has no int8 calibration: make a calibrated copy with "
                                       "`fracture calibrate -m " + model_path + " --data SPLIT.csv -o OUT.safetensors`");
       }
-      body = std::make_unique<models::OneDnnBody>(*model.net, precision, ranges);
+      for (size_t k = 0; k < model.nets.size(); ++k)
+        bodies.push_back(std::make_unique<models::OneDnnBody>(*model.nets[k], precision, ranges[k]));
       engine = "oneDNN program, " + models::precision_name(precision);
-      return;
+    } else {
+      if (precision != models::Precision::fp32)
+        throw std::invalid_argument("--precision " + models::precision_name(precision) +
+                                    " needs the oneDNN program, and it cannot run: " + why);
+      engine = "LibTorch (no oneDNN program: " + why + ")";
     }
-    if (precision != models::Precision::fp32)
-      throw std::invalid_argument("--precision " + models::precision_name(precision) +
-                                  " needs the oneDNN program, and it cannot run: " + why);
-    engine = "LibTorch (no oneDNN program: " + why + ")";
+    if (model.nets.size() > 1) engine = "ensemble of " + std::to_string(model.nets.size()) + " networks, " + engine;
   }
 };
 
@@ -72,8 +88,8 @@ Predictor::Predictor(PredictorOptions options) : s_(std::make_unique<State>()) {
   s_->device = train::pick_device(options.device);  // a bad device or precision fails before the model loads
   const bool automatic = options.precision == "auto";
   auto precision = automatic ? models::Precision::fp32 : models::parse_precision(options.precision);
-  s_->model = train::load_model(options.model);
-  train::prepare_for_inference(*s_->model.net, s_->device);
+  s_->model = train::load_networks(options.model);
+  for (auto& net : s_->model.nets) train::prepare_for_inference(*net, s_->device);
   std::string chosen;
   if (automatic) precision = s_->auto_precision(options.fused, chosen);
   s_->choose_engine(options.fused, precision, options.model);
@@ -142,7 +158,7 @@ void Predictor::predict_files(const std::vector<std::string>& paths,
   data::DataLoader loader(samples, s_->loader);
   auto batch_start = std::chrono::steady_clock::now();
   const train::Forward forward = [&](const torch::Tensor& x) { return s_->forward(x); };
-  train::predict_batches(*s_->model.net, loader, s_->device, s_->options.tta, [&](const train::ScoredBatch& b) {
+  train::predict_batches(s_->first(), loader, s_->device, s_->options.tta, [&](const train::ScoredBatch& b) {
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - batch_start).count() /
                       static_cast<double>(std::max<size_t>(1, b.indices.size()));
     // The batch's scored images and its failures, merged back into input order.
@@ -225,7 +241,7 @@ torch::Tensor Predictor::probabilities_of(const std::vector<data::Sample>& sampl
                                           std::vector<std::string>* failures) {
   std::lock_guard<std::recursive_mutex> lock(net_mu_);
   data::DataLoader loader(samples, s_->loader);
-  auto p = train::predict_probabilities(*s_->model.net, loader, s_->device, s_->options.tta, progress_label,
+  auto p = train::predict_probabilities(s_->first(), loader, s_->device, s_->options.tta, progress_label,
                                         [&](const torch::Tensor& x) { return s_->forward(x); });
   if (failures) *failures = loader.stats().failures;
   return p.to(torch::kDouble).contiguous();
@@ -233,7 +249,7 @@ torch::Tensor Predictor::probabilities_of(const std::vector<data::Sample>& sampl
 
 nlohmann::json Predictor::pointing_game(const std::vector<data::Sample>& samples) {
   std::lock_guard<std::recursive_mutex> lock(net_mu_);
-  const auto game = explain::pointing_game(*s_->model.net, samples, s_->loader, s_->device);
+  const auto game = explain::pointing_game(s_->model.nets, samples, s_->loader, s_->device);
   return game.images > 0 ? game.to_json() : nlohmann::json();
 }
 
@@ -247,11 +263,11 @@ int Predictor::heat_map_class(const Prediction& p) const { return binary() ? 1 :
 
 namespace {
 
-HeatMap heat_map_over(models::ClassifierImpl& net, const data::DecodedImage& input, const data::LoaderOptions& loader,
+HeatMap heat_map_over(const std::vector<models::Classifier>& nets, const data::DecodedImage& input, const data::LoaderOptions& loader,
                       torch::Device device, const data::DecodedImage& picture_image, int target_class) {
   HeatMap h;
   h.target_class = target_class;
-  const cv::Mat map = explain::grad_cam(net, input_of(input, loader).unsqueeze(0).to(device), target_class);
+  const cv::Mat map = explain::grad_cam(nets, input_of(input, loader).unsqueeze(0).to(device), target_class);
   cv::Point peak;
   cv::minMaxLoc(map, nullptr, nullptr, nullptr, &peak);
   h.peak_x = (peak.x + 0.5) / map.cols;
@@ -277,14 +293,14 @@ HeatMap Predictor::heat_map(const std::string& path, int target_class) {
   const auto input = data::decode_image(path, data::decode_options_for(s_->loader));
   const auto picture = data::decode_image(path, picture_options(s_->loader));
   std::lock_guard<std::recursive_mutex> lock(net_mu_);
-  return heat_map_over(*s_->model.net, input, s_->loader, s_->device, picture, target_class);
+  return heat_map_over(s_->model.nets, input, s_->loader, s_->device, picture, target_class);
 }
 
 HeatMap Predictor::heat_map_of_bytes(const std::string& bytes, const std::string& name, int target_class) {
   const auto input = data::decode_image_bytes(bytes, name, data::decode_options_for(s_->loader));
   const auto picture = data::decode_image_bytes(bytes, name, picture_options(s_->loader));
   std::lock_guard<std::recursive_mutex> lock(net_mu_);
-  return heat_map_over(*s_->model.net, input, s_->loader, s_->device, picture, target_class);
+  return heat_map_over(s_->model.nets, input, s_->loader, s_->device, picture, target_class);
 }
 
 nlohmann::ordered_json to_json(const Prediction& p, const Predictor& model) {

@@ -3,7 +3,9 @@
 // the tests and (issue 17) the server: load a model once, then score image
 // files or image bytes. Every class's probability is returned; the label is
 // the model's decision (two classes: the positive class at the model's
-// threshold, chosen on validation; more: the most probable class).
+// threshold, chosen on validation; more: the most probable class). A model
+// file may hold an ensemble (`fracture ensemble`): every network scores every
+// image, their log-odds are averaged, and heat maps explain the average.
 // Research use only - not a medical device.
 #include <opencv2/core.hpp>
 #include <torch/torch.h>
@@ -25,7 +27,7 @@
 namespace fracture {
 
 struct PredictorOptions {
-  std::string model;  // a .safetensors from `fracture train`; "" = the built-in FracAtlas model
+  std::string model;  // a .safetensors from `fracture train` (or average, ensemble); "" = the built-in FracAtlas model
   std::string device = "auto";  // auto, cpu, cuda, cuda:N
   bool tta = false;  // average each image with its mirror image
   int batch_size = 16, workers = 2;  // for predict_files

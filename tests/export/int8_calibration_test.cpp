@@ -61,7 +61,8 @@ TEST(Int8Calibration, WritesRangesIntoACopyAndChecksIt) {
   EXPECT_EQ(s.activations, 49u);
 
   const auto before = train::load_model(model), after = train::load_model(out);
-  EXPECT_EQ(exporter::int8_ranges_of(after.info, out).size(), 49u);
+  ASSERT_EQ(exporter::int8_ranges_of(after.info, out).size(), 1u);  // one network
+  EXPECT_EQ(exporter::int8_ranges_of(after.info, out)[0].size(), 49u);
   EXPECT_TRUE(exporter::int8_ranges_of(before.info, model).empty());
   EXPECT_EQ(after.info.threshold, before.info.threshold);
   EXPECT_EQ(after.info.class_names, before.info.class_names);
@@ -160,4 +161,47 @@ TEST(Int8Calibration, TheCheckHoldsEachSourceToTheTolerance) {
   EXPECT_FALSE(exporter::int8_check_passes(c));
   c.roc_auc_int8 = std::nan("");
   EXPECT_FALSE(exporter::int8_check_passes(c));
+}
+
+// An ensemble's members are calibrated each on its own activations, stored
+// one after another, and run in int8 each with its own ranges.
+TEST(Int8Calibration, AnEnsembleGetsEachMembersRanges) {
+  ft::TempDir dir;
+  const auto a = train::load_model(ft::save_random_model(dir / "a.safetensors", "efficientnet_lite0", 2, 64, 0, 3));
+  const auto b = train::load_model(ft::save_random_model(dir / "b.safetensors", "efficientnet_lite0", 2, 64, 0, 4));
+  auto info = a.info;
+  info.members = 2;
+  const auto pair = dir / "pair.safetensors";
+  train::save_ensemble(pair, {a.net, b.net}, info);
+  const auto train = synthetic_samples(dir, "train", 6, 10);
+  exporter::CalibrationOptions options;
+  options.max_images = 100;
+  const auto out = dir / "pair-int8.safetensors";
+  const auto s = exporter::calibrate_int8_file(pair, train, options, out, synthetic_samples(dir, "val", 6, 50));
+  EXPECT_EQ(s.activations, 98u);
+  const auto calibrated = train::load_networks(out);
+  ASSERT_EQ(calibrated.nets.size(), 2u);
+  const auto ranges = exporter::int8_ranges_of(calibrated.info, out);
+  ASSERT_EQ(ranges.size(), 2u);
+  EXPECT_EQ(ranges[0].size(), 49u);
+  EXPECT_NE(ranges[0], ranges[1]);  // each member's own activations
+  {  // the first member alone, calibrated on the same images, has the first list
+    train::LoadedNetworks alone{{a.net}, a.info, ""};
+    exporter::calibrate_int8(alone, train, options);
+    EXPECT_EQ(exporter::int8_ranges_of(alone.info, "alone")[0], ranges[0]);
+  }
+  if (!models::onednn_body_unsupported(*calibrated.nets[0], models::Precision::int8).empty()) return;
+  PredictorOptions o;
+  o.model = out;
+  o.precision = "int8";
+  Predictor int8(o);
+  o.precision = "fp32";
+  Predictor fp32(o);
+  const auto val = synthetic_samples(dir, "check", 4, 90);
+  const auto pi = int8.probabilities_of(val, ""), pf = fp32.probabilities_of(val, "");
+  EXPECT_LT((pi - pf).abs().max().item<double>(), 0.05) << pi << pf;
+  // Ranges that do not split among the members are named as malformed.
+  auto bad = calibrated.info;
+  bad.extra[exporter::kInt8CalibrationKey]["activation_max"] = std::vector<float>(97, 1.0f);
+  EXPECT_THROW(exporter::int8_ranges_of(bad, "bad"), std::runtime_error);
 }

@@ -113,3 +113,14 @@ TEST(OnnxExport, EveryBlockKindMatchesOnnxRuntime) {
   expect_onnx_runtime_agrees(ft::save_random_model(dir / "r18.safetensors", "resnet18", 2, 64, 8.0, 3), 3);
   expect_onnx_runtime_agrees(ft::save_random_model(dir / "r50.safetensors", "resnet50", 2, 64, 0, 4), 2);
 }
+
+TEST(OnnxExport, AnEnsembleMatchesOnnxRuntime) {
+  // Two networks in one graph, combined as the Predictor combines them.
+  ft::TempDir dir;
+  const auto a = train::load_model(ft::save_random_model(dir / "a.safetensors", "efficientnet_lite0", 2, 64, 0, 5));
+  const auto b = train::load_model(ft::save_random_model(dir / "b.safetensors", "efficientnet_lite0", 2, 64, 0, 6));
+  auto info = a.info;
+  info.members = 2;
+  train::save_ensemble(dir / "pair.safetensors", {a.net, b.net}, info);
+  expect_onnx_runtime_agrees(dir / "pair.safetensors", 3);
+}

@@ -16,5 +16,6 @@ void add_serve_command(CLI::App& app);
 void add_export_command(CLI::App& app);
 void add_calibrate_command(CLI::App& app);
 void add_average_command(CLI::App& app);
+void add_ensemble_command(CLI::App& app);
 
 }  // namespace fracture::cli

@@ -61,6 +61,7 @@ int main(int argc, char** argv) {
   fracture::cli::add_export_command(app);
   fracture::cli::add_calibrate_command(app);
   fracture::cli::add_average_command(app);
+  fracture::cli::add_ensemble_command(app);
   fracture::cli::add_models_command(app);
   fracture::cli::add_weights_command(app);
   fracture::cli::add_imagenet_command(app);

@@ -2,9 +2,16 @@
 
 #include <opencv2/imgproc.hpp>
 
+#include <stdexcept>
+#include <vector>
+
 namespace fracture::explain {
 
-cv::Mat grad_cam(models::ClassifierImpl& net, const torch::Tensor& x, int64_t target_class) {
+namespace {
+
+// One member's weighted feature map [h, w] (before the ReLU) for its share
+// of the ensemble's score.
+torch::Tensor weighted_map(models::ClassifierImpl& net, const torch::Tensor& x, int64_t target_class, size_t members) {
   net.eval();
   torch::Tensor features;
   {
@@ -14,16 +21,39 @@ cv::Mat grad_cam(models::ClassifierImpl& net, const torch::Tensor& x, int64_t ta
   auto a = features.detach().requires_grad_(true);
   // The score explained: with two classes, the log-odds z_target - z_other
   // (a single logit also carries evidence common to both classes, which
-  // spreads over the background); otherwise the target logit.
+  // spreads over the background); otherwise the target logit, or in an
+  // ensemble the target's log-probability (what the members' mean is of).
   auto logits = net.forward_head(a);
-  auto score = logits.size(1) == 2 ? (logits.select(1, target_class) - logits.select(1, 1 - target_class)).sum()
-                                   : logits.select(1, target_class).sum();
-  auto grad = torch::autograd::grad({score}, {a})[0];
+  torch::Tensor score;
+  if (logits.size(1) == 2) score = logits.select(1, target_class) - logits.select(1, 1 - target_class);
+  else if (members == 1) score = logits.select(1, target_class);
+  else score = torch::log_softmax(logits, 1).select(1, target_class);
+  auto grad = torch::autograd::grad({score.sum() / static_cast<double>(members)}, {a})[0];
+  torch::NoGradGuard no_grad;
+  auto weights = grad.mean({2, 3}, /*keepdim=*/true);  // one weight per channel
+  return (weights * a).sum(1).squeeze(0).to(torch::kCPU);
+}
+
+}  // namespace
+
+cv::Mat grad_cam(models::ClassifierImpl& net, const torch::Tensor& x, int64_t target_class) {
+  // Not owned: the caller keeps the network alive for the call.
+  return grad_cam(std::vector<models::Classifier>{models::Classifier(models::Classifier(), &net)}, x, target_class);
+}
+
+cv::Mat grad_cam(const std::vector<models::Classifier>& nets, const torch::Tensor& x, int64_t target_class) {
+  if (nets.empty()) throw std::invalid_argument("grad_cam: no network");
+  torch::Tensor sum;
+  for (const auto& net : nets) {
+    auto map = weighted_map(*net, x, target_class, nets.size());
+    if (sum.defined() && !sum.sizes().equals(map.sizes()))
+      throw std::invalid_argument("grad_cam: the ensemble's members give feature maps of different sizes");
+    sum = sum.defined() ? sum + map : map;
+  }
   torch::Tensor cam;
   {
     torch::NoGradGuard no_grad;
-    auto weights = grad.mean({2, 3}, /*keepdim=*/true);  // one weight per channel
-    cam = torch::relu((weights * a).sum(1)).squeeze(0).to(torch::kCPU).contiguous();  // [h, w]
+    cam = torch::relu(sum).contiguous();  // positive evidence only
     const float peak = cam.max().item<float>();
     if (peak > 0) cam = cam / peak;
   }

@@ -22,6 +22,14 @@ nlohmann::json PointingGame::to_json() const {
 
 PointingGame pointing_game(models::ClassifierImpl& net, const std::vector<data::Sample>& samples,
                            const data::LoaderOptions& options, torch::Device device) {
+  // Not owned: the caller keeps the network alive for the call.
+  return pointing_game(std::vector<models::Classifier>{models::Classifier(models::Classifier(), &net)}, samples, options,
+                       device);
+}
+
+PointingGame pointing_game(const std::vector<models::Classifier>& nets, const std::vector<data::Sample>& samples,
+                           const data::LoaderOptions& options, torch::Device device) {
+  if (nets.empty()) throw std::invalid_argument("pointing_game: no network");
   if (options.preprocess.resize != data::ResizeMode::Stretch)
     throw std::invalid_argument("the pointing game needs stretched input: letterboxing moves the image but not its boxes");
   std::vector<data::Sample> boxed;
@@ -36,12 +44,18 @@ PointingGame pointing_game(models::ClassifierImpl& net, const std::vector<data::
   PointingGame game;
   if (boxed.empty()) return game;
   torch::NoGradGuard no_grad;
-  net.eval();
+  for (const auto& net : nets) net->eval();
   data::DataLoader loader(boxed, options);
   loader.start_epoch(0);
   while (auto batch = loader.next()) {
     if (batch->empty()) continue;
-    const auto cells = net.cell_log_odds(net.forward_features(batch->images.to(device))).to(torch::kCPU);  // [n, h, w]
+    const auto x = batch->images.to(device);
+    torch::Tensor sum;
+    for (const auto& net : nets) {
+      auto c = net->cell_log_odds(net->forward_features(x));
+      sum = sum.defined() ? sum + c : c;
+    }
+    const auto cells = (sum / static_cast<double>(nets.size())).to(torch::kCPU);  // [n, h, w]
     game.grid_h = static_cast<int>(cells.size(1));
     game.grid_w = static_cast<int>(cells.size(2));
     const auto top = cells.flatten(1).argmax(1);

@@ -31,5 +31,9 @@ struct PointingGame {
 // head is not one linear layer (no cell map), or for letterboxed input.
 PointingGame pointing_game(models::ClassifierImpl& net, const std::vector<data::Sample>& samples,
                            const data::LoaderOptions& options, torch::Device device);
+// An ensemble's: the cell map is the mean of its members' cell log-odds
+// (members of one architecture share the grid), as its image log-odds are.
+PointingGame pointing_game(const std::vector<models::Classifier>& nets, const std::vector<data::Sample>& samples,
+                           const data::LoaderOptions& options, torch::Device device);
 
 }  // namespace fracture::explain

@@ -105,26 +105,30 @@ bool int8_check_passes(const Int8Check& check) {
   return true;
 }
 
-CalibrationSummary calibrate_int8(train::LoadedModel& model, const std::vector<data::Sample>& samples,
+CalibrationSummary calibrate_int8(train::LoadedNetworks& model, const std::vector<data::Sample>& samples,
                                   const CalibrationOptions& options) {
   if (options.max_images == 0) throw std::invalid_argument("calibration needs at least one image");
   if (!(options.percentile > 50 && options.percentile <= 100))
     throw std::invalid_argument("calibration percentile must be above 50 and at most 100");
-  model.net->eval();
+  for (auto& net : model.nets) net->eval();
   data::LoaderOptions loading;
   loading.batch_size = 16;
   loading.preprocess = model.info.preprocess;
   data::DataLoader loader(spread(samples, options.max_images), loading);
   loader.start_epoch(0);
-  std::vector<float> ranges;
+  std::vector<std::vector<float>> member_ranges(model.nets.size());
   CalibrationSummary summary;
   while (auto batch = loader.next()) {
     for (const auto& f : batch->failures) summary.unreadable.push_back(f.second);
     if (batch->empty()) continue;
-    ranges = models::int8_activation_ranges(*model.net, batch->images, std::move(ranges), options.percentile);
+    for (size_t k = 0; k < model.nets.size(); ++k)
+      member_ranges[k] = models::int8_activation_ranges(*model.nets[k], batch->images, std::move(member_ranges[k]),
+                                                        options.percentile);
     summary.images += batch->indices.size();
   }
   if (summary.images == 0) throw std::runtime_error("calibration: none of the images could be read");
+  std::vector<float> ranges;  // stored as one list: the members' one after another
+  for (const auto& r : member_ranges) ranges.insert(ranges.end(), r.begin(), r.end());
   summary.activations = ranges.size();
   model.info.extra[kInt8CalibrationKey] = {{"activation_max", ranges},
                                            {"images", summary.images},
@@ -137,17 +141,21 @@ CalibrationSummary calibrate_int8_file(const std::string& model_path, const std:
                                        const CalibrationOptions& options, const std::string& out_path,
                                        const std::vector<data::Sample>& check_samples,
                                        const std::string& check_split) {
-  auto model = train::load_model(model_path);
-  if (auto why = models::onednn_body_unsupported(*model.net, models::Precision::fp32);
+  auto model = train::load_networks(model_path);
+  if (auto why = models::onednn_body_unsupported(*model.nets[0], models::Precision::fp32);
       !why.empty() && why.find("no oneDNN") == std::string::npos)
     throw std::invalid_argument(model_path + " cannot run in int8: " + why);
   auto summary = calibrate_int8(model, samples, options);
-  train::save_model(out_path, *model.net, model.info);
+  const auto save = [&] {
+    if (model.nets.size() == 1) train::save_model(out_path, *model.nets[0], model.info);
+    else train::save_ensemble(out_path, model.nets, model.info);
+  };
+  save();
   if (check_samples.empty()) {
     summary.no_check_reason = "no check images given";
     return summary;
   }
-  summary.no_check_reason = models::onednn_body_unsupported(*model.net, models::Precision::int8);
+  summary.no_check_reason = models::onednn_body_unsupported(*model.nets[0], models::Precision::int8);
   if (!summary.no_check_reason.empty()) return summary;
   summary.check = check_int8(out_path, check_samples, check_split);
   const auto& c = *summary.check;
@@ -159,11 +167,11 @@ CalibrationSummary calibrate_int8_file(const std::string& model_path, const std:
   for (const auto& [source, auc] : c.roc_auc_by_source)
     model.info.extra[kInt8CalibrationKey]["check"]["by_source"][source] = {{"roc_auc_fp32", auc.first},
                                                                            {"roc_auc_int8", auc.second}};
-  train::save_model(out_path, *model.net, model.info);
+  save();
   return summary;
 }
 
-std::vector<float> int8_ranges_of(const train::ModelInfo& info, const std::string& origin) {
+std::vector<std::vector<float>> int8_ranges_of(const train::ModelInfo& info, const std::string& origin) {
   if (!info.extra.contains(kInt8CalibrationKey)) return {};
   std::vector<float> ranges;
   try {
@@ -174,7 +182,15 @@ std::vector<float> int8_ranges_of(const train::ModelInfo& info, const std::strin
   for (float r : ranges)
     if (!std::isfinite(r) || r <= 0)
       throw std::runtime_error(origin + ": int8 calibration holds a range that is not finite and positive");
-  return ranges;
+  const auto networks = static_cast<size_t>(info.members);
+  if (ranges.empty()) return {};
+  if (ranges.size() % networks != 0)
+    throw std::runtime_error(origin + ": int8 calibration holds " + std::to_string(ranges.size()) +
+                             " ranges, which do not split evenly among its " + std::to_string(networks) + " networks");
+  const size_t each = ranges.size() / networks;
+  std::vector<std::vector<float>> out;
+  for (size_t k = 0; k < networks; ++k) out.emplace_back(ranges.begin() + k * each, ranges.begin() + (k + 1) * each);
+  return out;
 }
 
 bool int8_check_passed(const train::ModelInfo& info) {

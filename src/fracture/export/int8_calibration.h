@@ -53,9 +53,11 @@ struct CalibrationSummary {
   std::string no_check_reason;
 };
 
-// Measures `model`'s ranges on `samples` and puts them in its description.
-// Unreadable files are skipped and listed; none readable is an error.
-CalibrationSummary calibrate_int8(train::LoadedModel& model, const std::vector<data::Sample>& samples,
+// Measures `model`'s ranges on `samples` and puts them in its description:
+// an ensemble's members' one after another, each member's measured on its
+// own activations. Unreadable files are skipped and listed; none readable is
+// an error.
+CalibrationSummary calibrate_int8(train::LoadedNetworks& model, const std::vector<data::Sample>& samples,
                                   const CalibrationOptions& options);
 
 // Loads `model_path`, calibrates it on `samples`, and writes the calibrated
@@ -67,9 +69,10 @@ CalibrationSummary calibrate_int8_file(const std::string& model_path, const std:
                                        const std::vector<data::Sample>& check_samples = {},
                                        const std::string& check_split = "val");
 
-// The ranges in a model's description; empty when it was never calibrated.
-// Throws naming `origin` when they are there but malformed.
-std::vector<float> int8_ranges_of(const train::ModelInfo& info, const std::string& origin);
+// The ranges in a model's description, one list per network; empty when it
+// was never calibrated. Throws naming `origin` when they are there but
+// malformed (or do not split evenly among an ensemble's members).
+std::vector<std::vector<float>> int8_ranges_of(const train::ModelInfo& info, const std::string& origin);
 // Whether the model's calibration passed its accuracy check.
 bool int8_check_passed(const train::ModelInfo& info);
 

@@ -262,7 +262,7 @@ void add_metadata(onnx::ModelProto& m, const std::string& key, const std::string
 
 // What a user of the file needs to feed it and read it, as plain keys (and
 // the whole model description under fracture.model_info).
-void describe(onnx::ModelProto& m, const train::LoadedModel& model) {
+void describe(onnx::ModelProto& m, const train::LoadedNetworks& model) {
   const auto& info = model.info;
   const auto& pre = info.preprocess;
   add_metadata(m, "fracture.format", "fracture-onnx/1");
@@ -285,19 +285,42 @@ void describe(onnx::ModelProto& m, const train::LoadedModel& model) {
   add_metadata(m, "fracture.model_info", info.to_json().dump());
 }
 
+// One network's logits, its nodes named apart from any other network's by the writer's counters.
+std::string network_logits(NetworkWriter& w, const Value& input, models::ClassifierImpl& net,
+                           const std::string& architecture) {
+  if (models::has_folded_batchnorm(net))
+    throw std::logic_error("export_onnx: the network's BatchNorm is already folded; export the model as loaded");
+  Value features;
+  if (const auto* e = dynamic_cast<const models::EfficientNetImpl*>(&net)) {
+    features = w.efficientnet_features(input, *e);
+  } else if (const auto* r = dynamic_cast<const models::ResNetImpl*>(&net)) {
+    features = w.resnet_features(input, *r);
+  } else {
+    throw std::invalid_argument("ONNX export knows the EfficientNet and ResNet families, not " + architecture);
+  }
+  const auto params = net.named_parameters();
+  const auto weight = params[net.classifier_prefix() + "weight"], bias = params[net.classifier_prefix() + "bias"];
+  return net.cell_pooling() > 0 ? w.cell_pooling_head(features, weight, bias, net.cell_pooling())
+                                : w.average_head(features, weight, bias);
+}
+
 }  // namespace
 
 std::string onnx_bytes(const train::LoadedModel& model, OnnxSummary* summary) {
-  auto& net = *model.net;
-  if (models::has_folded_batchnorm(net))
-    throw std::logic_error("export_onnx: the network's BatchNorm is already folded; export the model as loaded");
-  const int64_t size = model.info.preprocess.size, classes = net.num_classes();
+  return onnx_bytes(train::LoadedNetworks{{model.net}, model.info, model.sha256}, summary);
+}
+
+std::string onnx_bytes(const train::LoadedNetworks& model, OnnxSummary* summary) {
+  if (model.nets.empty()) throw std::invalid_argument("export_onnx: no network");
+  const int64_t size = model.info.preprocess.size, classes = model.nets[0]->num_classes();
+  const size_t members = model.nets.size();
 
   onnx::ModelProto m;
   m.set_ir_version(onnx::IR_VERSION);
   m.set_producer_name("fracture");
   m.set_producer_version(FRACTURE_VERSION);
   m.set_doc_string("Bone fracture classifier (" + model.info.architecture +
+                   (members > 1 ? ", an ensemble of " + std::to_string(members) + " networks" : std::string()) +
                    "). Input: [batch, 3, " + std::to_string(size) + ", " + std::to_string(size) +
                    "] float, preprocessed as the metadata says. Outputs: logits and probabilities [batch, " +
                    std::to_string(classes) + "]. Research use only - not a medical device.");
@@ -310,19 +333,19 @@ std::string onnx_bytes(const train::LoadedModel& model, OnnxSummary* summary) {
   GraphWriter g(graph);
   NetworkWriter w(g);
   const Value input{"input", 3, size, size};
-  Value features;
-  if (const auto* e = dynamic_cast<const models::EfficientNetImpl*>(&net)) {
-    features = w.efficientnet_features(input, *e);
-  } else if (const auto* r = dynamic_cast<const models::ResNetImpl*>(&net)) {
-    features = w.resnet_features(input, *r);
-  } else {
-    throw std::invalid_argument("ONNX export knows the EfficientNet and ResNet families, not " +
-                                model.info.architecture);
+  std::string logits;
+  if (members == 1) {
+    logits = network_logits(w, input, *model.nets[0], model.info.architecture);
+  } else {  // as the Predictor combines them: the mean of the members' log-probabilities
+    std::vector<std::string> log_p;
+    for (const auto& net : model.nets) {
+      auto* n = g.node("LogSoftmax", {network_logits(w, input, *net, model.info.architecture)}, "member_log_p");
+      GraphWriter::attr(n, "axis", int64_t{1});
+      log_p.push_back(n->output(0));
+    }
+    const std::string sum = g.op("Sum", log_p, "member_sum");
+    logits = g.op("Mul", {sum, g.scalar("one_over_members", 1.0f / static_cast<float>(members))}, "member_mean");
   }
-  const auto params = net.named_parameters();
-  const auto weight = params[net.classifier_prefix() + "weight"], bias = params[net.classifier_prefix() + "bias"];
-  const std::string logits = net.cell_pooling() > 0 ? w.cell_pooling_head(features, weight, bias, net.cell_pooling())
-                                                    : w.average_head(features, weight, bias);
   auto* id = graph->add_node();  // name the outputs plainly
   id->set_op_type("Identity");
   id->set_name("logits");
@@ -354,8 +377,8 @@ std::string onnx_bytes(const train::LoadedModel& model, OnnxSummary* summary) {
 }
 
 OnnxSummary export_onnx(const std::string& model_path, const std::string& out_path) {
-  const auto model = train::load_model(model_path);
-  model.net->eval();
+  const auto model = train::load_networks(model_path);
+  for (const auto& net : model.nets) net->eval();
   OnnxSummary summary;
   util::write_file_atomic(out_path, onnx_bytes(model, &summary));
   return summary;

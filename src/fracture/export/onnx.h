@@ -32,6 +32,10 @@ inline constexpr int kOnnxOpset = 13;
 // batch dimension is left free. Throws std::invalid_argument for an
 // architecture the exporter does not know (VGG), naming it.
 std::string onnx_bytes(const train::LoadedModel& model, OnnxSummary* summary = nullptr);
+// An ensemble's graph holds every member's network and combines their
+// outputs as the Predictor does: logits are the mean of the members'
+// log-probabilities, so `probabilities` are `fracture predict`'s.
+std::string onnx_bytes(const train::LoadedNetworks& model, OnnxSummary* summary = nullptr);
 
 // Loads `model_path` and writes its ONNX form to `out_path` atomically.
 OnnxSummary export_onnx(const std::string& model_path, const std::string& out_path);

@@ -154,7 +154,10 @@ struct Server::Impl {
 
   json describe_model() const {
     const auto& info = predictor.info();
-    json j{{"model", predictor.model_name()}, {"architecture", info.architecture}, {"classes", info.class_names}};
+    json j{{"model", predictor.model_name()},
+           {"architecture", info.architecture},
+           {"networks", info.members},  // more than one: an ensemble, every network run on every image
+           {"classes", info.class_names}};
     if (predictor.binary()) {
       j["threshold"] = info.threshold;
       j["threshold_rule"] = info.threshold_rule;

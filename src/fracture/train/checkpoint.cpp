@@ -17,6 +17,19 @@ namespace fracture::train {
 namespace {
 // The largest classifier here (VGG-16, float32) is 553 MB.
 constexpr uint64_t kMaxModelBytes = uint64_t{2} << 30;
+// More networks than this in one file is not an ensemble anyone meant.
+constexpr int kMaxMembers = 16;
+
+std::string member_prefix(int k) { return "members." + std::to_string(k) + "."; }
+
+models::TensorMap state_of(models::ClassifierImpl& net, const std::string& path, const std::string& prefix = "") {
+  if (models::has_folded_batchnorm(net))
+    throw std::logic_error(path + ": not saved: this network was prepared for inference (BatchNorm folded into its "
+                                  "convolutions) and would reload with BatchNorm applied twice");
+  models::TensorMap state;
+  for (auto& [k, v] : models::module_state(net)) state[prefix + k] = v.detach().to(torch::kCPU);
+  return state;
+}
 }  // namespace
 
 std::string resize_mode_name(data::ResizeMode m) { return m == data::ResizeMode::Stretch ? "stretch" : "letterbox"; }
@@ -28,7 +41,7 @@ data::ResizeMode parse_resize_mode(const std::string& s) {
 }
 
 nlohmann::json ModelInfo::to_json() const {
-  return {{"format", "fracture-model/1"},
+  nlohmann::json j{{"format", "fracture-model/1"},
           {"architecture", architecture},
           {"class_names", class_names},
           {"input_size", preprocess.size},
@@ -41,6 +54,8 @@ nlohmann::json ModelInfo::to_json() const {
           {"threshold_rule", threshold_rule},
           {"cell_pooling", cell_pooling},
           {"extra", extra}};
+  if (members > 1) j["members"] = members;  // absent: one network, as in every file before ensembles
+  return j;
 }
 
 ModelInfo ModelInfo::from_json(const nlohmann::json& j, const std::string& origin) {
@@ -58,6 +73,7 @@ ModelInfo ModelInfo::from_json(const nlohmann::json& j, const std::string& origi
     m.threshold_rule = j.value("threshold_rule", "");
     m.cell_pooling = j.value("cell_pooling", 0.0);  // absent in models saved before it existed
     m.extra = j.value("extra", nlohmann::json::object());
+    m.members = j.value("members", 1);
     return m;
   } catch (const std::exception& e) {
     throw std::runtime_error(origin + ": model description is incomplete or mistyped (" + e.what() + ")");
@@ -82,14 +98,20 @@ void validate_model_info(const ModelInfo& m, const std::string& origin) {
   }
   if (!std::isfinite(m.cell_pooling) || m.cell_pooling < 0 || m.cell_pooling > 1000)
     bad("cell_pooling " + std::to_string(m.cell_pooling) + " outside 0-1000");
+  if (m.members < 1 || m.members > kMaxMembers)
+    bad("members " + std::to_string(m.members) + " outside 1-" + std::to_string(kMaxMembers));
 }
 
 void save_model(const std::string& path, models::ClassifierImpl& net, const ModelInfo& info) {
-  if (models::has_folded_batchnorm(net))
-    throw std::logic_error(path + ": not saved: this network was prepared for inference (BatchNorm folded into its "
-                                  "convolutions) and would reload with BatchNorm applied twice");
+  if (info.members != 1) throw std::logic_error(path + ": save_model writes one network; an ensemble is save_ensemble's");
+  models::save_safetensors(path, state_of(net, path), {{"fracture", info.to_json().dump()}});
+}
+
+void save_ensemble(const std::string& path, const std::vector<models::Classifier>& nets, const ModelInfo& info) {
+  if (nets.size() < 2 || info.members != static_cast<int>(nets.size()))
+    throw std::logic_error(path + ": an ensemble needs two networks or more, and its description must count them");
   models::TensorMap state;
-  for (auto& [k, v] : models::module_state(net)) state[k] = v.detach().to(torch::kCPU);
+  for (size_t k = 0; k < nets.size(); ++k) state.merge(state_of(*nets[k], path, member_prefix(static_cast<int>(k))));
   models::save_safetensors(path, state, {{"fracture", info.to_json().dump()}});
 }
 
@@ -119,7 +141,7 @@ models::TensorMap average_weights(const std::vector<std::string>& paths) {
   return sum;
 }
 
-LoadedModel load_model(const std::string& path) {
+LoadedNetworks load_networks(const std::string& path) {
   const std::string bytes = util::read_file(path, kMaxModelBytes);
   if (bytes.size() >= 2 && bytes[0] == 'P' && bytes[1] == 'K')
     throw std::runtime_error(path + ": a PyTorch zip archive (.pth), not a fracture model; trained models are the "
@@ -129,7 +151,7 @@ LoadedModel load_model(const std::string& path) {
   if (it == contents.metadata.end())
     throw std::runtime_error(path + ": not a fracture model (no 'fracture' metadata); ImageNet backbones are "
                                     "loaded with --weights when training");
-  LoadedModel out;
+  LoadedNetworks out;
   out.sha256 = util::sha256_hex(bytes);
   nlohmann::json description;
   try {
@@ -139,11 +161,42 @@ LoadedModel load_model(const std::string& path) {
   }
   out.info = ModelInfo::from_json(description, path);
   validate_model_info(out.info, path);
-  out.net = models::find_model(out.info.architecture).build(static_cast<int64_t>(out.info.class_names.size()));
-  models::load_into(*out.net, contents.tensors, path);
-  out.net->set_cell_pooling(out.info.cell_pooling);
-  out.net->eval();
+  const auto& architecture = models::find_model(out.info.architecture);
+  const auto classes = static_cast<int64_t>(out.info.class_names.size());
+  for (int k = 0; k < out.info.members; ++k) {
+    models::TensorMap weights;
+    std::string origin = path;
+    if (out.info.members == 1) {
+      weights = std::move(contents.tensors);
+    } else {  // this member's weights, without its prefix; load_into names any left over or missing
+      const std::string prefix = member_prefix(k);
+      origin = path + " (member " + std::to_string(k) + ")";
+      for (auto t = contents.tensors.begin(); t != contents.tensors.end();)
+        if (t->first.rfind(prefix, 0) == 0) {
+          weights[t->first.substr(prefix.size())] = std::move(t->second);
+          t = contents.tensors.erase(t);
+        } else {
+          ++t;
+        }
+    }
+    auto net = architecture.build(classes);
+    models::load_into(*net, weights, origin);
+    net->set_cell_pooling(out.info.cell_pooling);
+    net->eval();
+    out.nets.push_back(net);
+  }
+  if (!contents.tensors.empty())
+    throw std::runtime_error(path + ": weight '" + contents.tensors.begin()->first + "' belongs to no member of the ensemble");
   return out;
+}
+
+LoadedModel load_model(const std::string& path) {
+  auto loaded = load_networks(path);
+  if (loaded.nets.size() != 1)
+    throw std::runtime_error(path + ": an ensemble of " + std::to_string(loaded.nets.size()) +
+                             " networks (`fracture ensemble`); this takes a model of one network, such as one of "
+                             "its members' run files");
+  return {loaded.nets[0], std::move(loaded.info), std::move(loaded.sha256)};
 }
 
 }  // namespace fracture::train

@@ -22,6 +22,9 @@ struct ModelInfo {
   double threshold = 0.5;  // on the positive-class probability (binary models)
   std::string threshold_rule = "default 0.5";
   double cell_pooling = 0;  // ClassifierImpl::set_cell_pooling; 0: average pooling
+  // Networks in the file: more than one is an ensemble (save_ensemble), whose
+  // members share everything above and differ in their weights only.
+  int members = 1;
   nlohmann::json extra = nlohmann::json::object();  // training summary, metrics, provenance
 
   nlohmann::json to_json() const;
@@ -34,13 +37,26 @@ struct LoadedModel {
   std::string sha256;  // of the model file: predictions and evaluations name it
 };
 
+// Every network of a model file: one, or an ensemble's members in order.
+struct LoadedNetworks {
+  std::vector<models::Classifier> nets;
+  ModelInfo info;
+  std::string sha256;
+};
+
 // Written atomically: a crash never leaves a half-written model. Refuses a
 // network prepared for inference (BatchNorm folded into its convolutions):
 // reloaded, it would apply BatchNorm twice.
 void save_model(const std::string& path, models::ClassifierImpl& net, const ModelInfo& info);
+// An ensemble as one file: member K's weights are named "members.K.<name>"
+// and the description says how many there are. Written atomically.
+void save_ensemble(const std::string& path, const std::vector<models::Classifier>& nets, const ModelInfo& info);
 // Throws naming the file and the problem if it is not a fracture model, its
 // description is out of range (threshold, input size, std, classes), or its
 // weights do not fit (shape, kind of number, NaN or infinite values).
+LoadedNetworks load_networks(const std::string& path);
+// The same for a file of one network (what training, calibration, export and
+// averaging work on); an ensemble is refused, naming the file.
 LoadedModel load_model(const std::string& path);
 // The checks load_model makes of a description; throws naming `origin`.
 void validate_model_info(const ModelInfo& info, const std::string& origin);

@@ -1,6 +1,7 @@
 #include "fracture/train/model_average.h"
 
 #include <filesystem>
+#include <functional>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -63,30 +64,39 @@ Scored score_fp32(const std::string& path, const std::vector<data::Sample>& val,
 
 }  // namespace
 
-AverageSummary average_models(const std::vector<std::string>& paths, const std::vector<data::Sample>& val,
-                              const std::string& threshold_rule, const std::string& out_path) {
-  if (paths.size() < 2) throw std::invalid_argument("averaging needs at least two models");
-  if (val.empty()) throw std::invalid_argument("averaging needs validation images to choose the threshold on");
+namespace {
+
+// The joined model's description: the members' shared one, naming them.
+ModelInfo joined_info(const std::vector<LoadedModel>& members, const std::vector<std::string>& paths, const char* key) {
+  ModelInfo info = members[0].info;
+  info.extra = nlohmann::json::object();
+  for (size_t i = 0; i < paths.size(); ++i)
+    info.extra[key].push_back(
+        {{"file", std::filesystem::path(paths[i]).filename().string()}, {"sha256", members[i].sha256}});
+  return info;
+}
+
+std::vector<LoadedModel> load_members(const std::vector<std::string>& paths, const std::vector<data::Sample>& val,
+                                      const std::string& threshold_rule, const char* joining) {
+  if (paths.size() < 2) throw std::invalid_argument(std::string(joining) + " needs at least two models");
+  if (val.empty()) throw std::invalid_argument(std::string(joining) + " needs validation images to choose the threshold on");
   eval::validate_threshold_rule(threshold_rule);  // before any work
   std::vector<LoadedModel> members;
   for (const auto& path : paths) members.push_back(load_model(path));
   check_members_agree(members, paths);
+  return members;
+}
 
-  LoadedModel& avg = members[0];
-  models::load_into(*avg.net, average_weights(paths), "the average of " + std::to_string(paths.size()) + " models");
-  ModelInfo info = avg.info;
-  info.extra = nlohmann::json::object();
-  for (size_t i = 0; i < paths.size(); ++i)
-    info.extra["averaged_models"].push_back(
-        {{"file", std::filesystem::path(paths[i]).filename().string()}, {"sha256", members[i].sha256}});
-
-  // Scored from a file, as predict and evaluate will load it; written under
-  // another name first so that out_path never holds a model without its
-  // threshold.
+// Scores the joined model as predict and evaluate will load it (from a file
+// written by `save`), chooses its threshold on validation and writes it to
+// out_path. `save` writes under another name first, so that out_path never
+// holds a model without its threshold.
+AverageSummary score_and_write(ModelInfo info, const std::vector<data::Sample>& val, const std::string& threshold_rule,
+                               const std::string& out_path, const std::string& what,
+                               const std::function<void(const std::string&, const ModelInfo&)>& save) {
   const std::string unscored = out_path + ".unscored";
-  save_model(unscored, *avg.net, info);
+  save(unscored, info);
   AverageSummary s;
-  s.models = paths.size();
   Scored v;
   try {
     v = score_fp32(unscored, val, s.unreadable);
@@ -106,11 +116,38 @@ AverageSummary average_models(const std::vector<std::string>& paths, const std::
   info.threshold_rule = "default 0.5";
   if (info.class_names.size() == 2) {
     info.threshold = threshold_on_validation(threshold_rule, v.probs, v.labels);
-    info.threshold_rule = threshold_rule + " on validation, average of " + std::to_string(paths.size()) + " models";
+    info.threshold_rule = threshold_rule + " on validation, " + what;
   }
   s.threshold = info.threshold;
   s.threshold_rule = info.threshold_rule;
-  save_model(out_path, *avg.net, info);
+  save(out_path, info);
+  return s;
+}
+
+}  // namespace
+
+AverageSummary average_models(const std::vector<std::string>& paths, const std::vector<data::Sample>& val,
+                              const std::string& threshold_rule, const std::string& out_path) {
+  auto members = load_members(paths, val, threshold_rule, "averaging");
+  LoadedModel& avg = members[0];
+  models::load_into(*avg.net, average_weights(paths), "the average of " + std::to_string(paths.size()) + " models");
+  auto s = score_and_write(joined_info(members, paths, "averaged_models"), val, threshold_rule, out_path,
+                           "average of " + std::to_string(paths.size()) + " models",
+                           [&](const std::string& path, const ModelInfo& info) { save_model(path, *avg.net, info); });
+  s.models = paths.size();
+  return s;
+}
+
+AverageSummary ensemble_models(const std::vector<std::string>& paths, const std::vector<data::Sample>& val,
+                               const std::string& threshold_rule, const std::string& out_path) {
+  auto members = load_members(paths, val, threshold_rule, "an ensemble");
+  std::vector<models::Classifier> nets;
+  for (const auto& m : members) nets.push_back(m.net);
+  ModelInfo info = joined_info(members, paths, "ensemble_members");
+  info.members = static_cast<int>(nets.size());
+  auto s = score_and_write(info, val, threshold_rule, out_path, "ensemble of " + std::to_string(paths.size()) + " models",
+                           [&](const std::string& path, const ModelInfo& i) { save_ensemble(path, nets, i); });
+  s.models = paths.size();
   return s;
 }
 

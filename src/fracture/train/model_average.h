@@ -1,11 +1,12 @@
 #pragma once
-// Weight averaging across runs ("model soups", Wortsman et al. 2022): models
-// fine-tuned from the same ImageNet weights, with the same frozen stages, on
-// different data, averaged weight by weight into one network of the same
-// size. It costs nothing at inference, unlike an ensemble (evaluate
-// --ensemble), which runs every member. Issue 16 measures whether the mean
-// of a FracAtlas-only and a combined model keeps what each knows
-// (docs/results.md).
+// Two ways to join runs into one model file, each with its threshold chosen
+// again on validation. Weight averaging ("model soups", Wortsman et al.
+// 2022): models fine-tuned from the same ImageNet weights, with the same
+// frozen stages, on different data, averaged weight by weight into one
+// network of the same size; it costs nothing at inference. An ensemble: the
+// networks kept side by side in one file, every one run on every image and
+// their log-odds averaged; it costs one network's time per member. Issue 16
+// measures both on a FracAtlas-only and a combined model (docs/results.md).
 #include <map>
 #include <string>
 #include <vector>
@@ -33,5 +34,11 @@ struct AverageSummary {
 // ranges belong to other weights).
 AverageSummary average_models(const std::vector<std::string>& paths, const std::vector<data::Sample>& val,
                               const std::string& threshold_rule, const std::string& out_path);
+
+// The same for an ensemble: writes the models' networks as the members of
+// one file (train::save_ensemble), in the order given. An ensemble given as
+// a member is refused (its members would have to be taken apart).
+AverageSummary ensemble_models(const std::vector<std::string>& paths, const std::vector<data::Sample>& val,
+                               const std::string& threshold_rule, const std::string& out_path);
 
 }  // namespace fracture::train
