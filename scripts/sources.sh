@@ -36,7 +36,7 @@ done
 # name | manifest (or @MODEL: a model file, not trained here; or average:A+B:
 # the weight average of runs A and B, `fracture average`) | seed | training data [| extra train flags]
 runs=(
-  "shipped|@model/fracatlas.safetensors|42|the shipped model (since 2026-12-01: runs/average-42 in float16)"
+  "shipped|@model/fracatlas.safetensors|42|the shipped model (since the evening of 2026-12-01: runs/ensemble-42 in float16)"
   "both-42|runs/split-both.csv|42|FracAtlas + bone-fracture-yolo"
   "atlas-42|runs/split.csv|42|FracAtlas (the previous shipped model's run, retrained; half of average-42)"
   "yolo-42|runs/split-yolo.csv|42|bone-fracture-yolo"

@@ -7,6 +7,7 @@ CASE_DIR holds model.onnx, input.f32 (the inputs fracture prepared, float32
 [N, 3, S, S]) and images/*.png (the same N images, S x S, sorted by name).
 Writes:
   ort.f32       ONNX Runtime's probabilities for input.f32, float32 [N, C];
+  ort_logits.f32  its logits for input.f32, float32 [N, C];
   recipe.f32    its probabilities for the PNGs preprocessed here from the
                 file's metadata alone (grey, / 255, - mean, / std, three
                 channels), float32 [N, C];
@@ -33,8 +34,9 @@ def main():
     std = np.array(json.loads(meta["std"]), dtype=np.float32).reshape(3, 1, 1)
 
     given = np.fromfile(os.path.join(case, "input.f32"), dtype=np.float32).reshape(-1, 3, size, size)
-    (ort_probs,) = session.run(["probabilities"], {"input": given})
+    ort_logits, ort_probs = session.run(["logits", "probabilities"], {"input": given})
     ort_probs.astype(np.float32).tofile(os.path.join(case, "ort.f32"))
+    ort_logits.astype(np.float32).tofile(os.path.join(case, "ort_logits.f32"))
 
     # The recipe the metadata states, for images already the input size (no resizing).
     names = sorted(os.listdir(os.path.join(case, "images")))
