@@ -75,4 +75,16 @@ inline std::string save_random_model(const std::string& path, const std::string&
   return path;
 }
 
+// Two random EfficientNet-Lite0 models (seeds a and b, 2 classes) saved
+// beside `path` as PATH.a.safetensors and PATH.b.safetensors, and joined as
+// an ensemble file at `path`.
+inline std::string save_random_ensemble(const std::string& path, int size, uint64_t seed_a, uint64_t seed_b) {
+  const auto a = train::load_model(save_random_model(path + ".a.safetensors", "efficientnet_lite0", 2, size, 0, seed_a));
+  const auto b = train::load_model(save_random_model(path + ".b.safetensors", "efficientnet_lite0", 2, size, 0, seed_b));
+  auto info = a.info;
+  info.members = 2;
+  train::save_ensemble(path, {a.net, b.net}, info);
+  return path;
+}
+
 }  // namespace fracture::testing

@@ -2,6 +2,7 @@
 // Generated datasets in the layouts the readers support.
 #include <fstream>
 
+#include "fracture/data/dataset.h"
 #include "helpers.h"
 
 namespace fracture::testing {
@@ -50,6 +51,27 @@ inline void make_yolo(const std::filesystem::path& dir, int originals, int size 
       else if (frac) label << "0 0.5 0.5 0.2 0.1\n";
     }
   }
+}
+
+}  // namespace fracture::testing
+
+namespace fracture::testing {
+
+// `count` generated radiograph-like images of one split, labels alternating
+// 0 and 1, the first half of source "a" and the rest of "b", sizes varying.
+inline std::vector<data::Sample> labelled_images(const std::filesystem::path& dir, const std::string& split, int count,
+                                                 unsigned seed) {
+  std::vector<data::Sample> samples;
+  for (int i = 0; i < count; ++i) {
+    data::Sample s;
+    s.path = (dir / (split + std::to_string(i) + ".png")).string();
+    s.label = i % 2;
+    s.split = split;
+    s.source = i < count / 2 ? "a" : "b";
+    write_image(s.path, synthetic_xray(72 + 5 * i, 80, seed + static_cast<unsigned>(i), s.label == 1));
+    samples.push_back(s);
+  }
+  return samples;
 }
 
 }  // namespace fracture::testing

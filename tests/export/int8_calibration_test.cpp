@@ -167,12 +167,8 @@ TEST(Int8Calibration, TheCheckHoldsEachSourceToTheTolerance) {
 // one after another, and run in int8 each with its own ranges.
 TEST(Int8Calibration, AnEnsembleGetsEachMembersRanges) {
   ft::TempDir dir;
-  const auto a = train::load_model(ft::save_random_model(dir / "a.safetensors", "efficientnet_lite0", 2, 64, 0, 3));
-  const auto b = train::load_model(ft::save_random_model(dir / "b.safetensors", "efficientnet_lite0", 2, 64, 0, 4));
-  auto info = a.info;
-  info.members = 2;
-  const auto pair = dir / "pair.safetensors";
-  train::save_ensemble(pair, {a.net, b.net}, info);
+  const auto pair = ft::save_random_ensemble(dir / "pair.safetensors", 64, 3, 4);
+  const auto a = train::load_model(pair + ".a.safetensors");
   const auto train = synthetic_samples(dir, "train", 6, 10);
   exporter::CalibrationOptions options;
   options.max_images = 100;

@@ -26,18 +26,6 @@ namespace ft = fracture::testing;
 
 namespace {
 
-std::vector<data::Sample> validation_images(const ft::TempDir& dir, int count) {
-  std::vector<data::Sample> samples;
-  for (int i = 0; i < count; ++i) {
-    data::Sample s;
-    s.path = dir / ("val" + std::to_string(i) + ".png");
-    s.label = i % 2;
-    s.split = "val";
-    ft::write_image(s.path, ft::synthetic_xray(72 + 5 * i, 80, 300 + static_cast<unsigned>(i), s.label == 1));
-    samples.push_back(s);
-  }
-  return samples;
-}
 
 Predictor fp32(const std::string& path) {
   PredictorOptions o;
@@ -55,7 +43,7 @@ struct Pair {
   explicit Pair(int classes = 2) {
     a = ft::save_random_model(dir / "a.safetensors", "efficientnet_lite0", classes, 64, 0, 1);
     b = ft::save_random_model(dir / "b.safetensors", "efficientnet_lite0", classes, 64, 0, 2);
-    val = validation_images(dir, 12);
+    val = ft::labelled_images(dir.path, "val", 12, 300);
     out = dir / "ensemble.safetensors";
     summary = train::ensemble_models({a, b}, val, "youden", out);
   }
@@ -136,7 +124,7 @@ TEST(EnsembleFile, MoreClassesCombineTheirProbabilitiesToo) {
 TEST(EnsembleFile, TwoCopiesOfANetworkExplainAndScoreAsTheNetwork) {
   ft::TempDir dir;
   const auto a = ft::save_random_model(dir / "a.safetensors", "efficientnet_lite0", 2, 64, 0, 5);
-  const auto val = validation_images(dir, 6);
+  const auto val = ft::labelled_images(dir.path, "val", 6, 300);
   const auto out = dir / "twice.safetensors";
   train::ensemble_models({a, a}, val, "youden", out);
   auto twice = fp32(out);

@@ -14,29 +14,12 @@
 #include "fracture/predictor.h"
 #include "fracture/train/checkpoint.h"
 #include "fracture/train/model_average.h"
+#include "data/fixtures.h"
 #include "helpers.h"
 #include "small_model.h"
 
 using namespace fracture;
 namespace ft = fracture::testing;
-
-namespace {
-
-std::vector<data::Sample> validation_images(const ft::TempDir& dir, int count) {
-  std::vector<data::Sample> samples;
-  for (int i = 0; i < count; ++i) {
-    data::Sample s;
-    s.path = dir / ("val" + std::to_string(i) + ".png");
-    s.label = i % 2;
-    s.split = "val";
-    s.source = i < count / 2 ? "a" : "b";
-    ft::write_image(s.path, ft::synthetic_xray(72 + 5 * i, 80, 100 + static_cast<unsigned>(i), s.label == 1));
-    samples.push_back(s);
-  }
-  return samples;
-}
-
-}  // namespace
 
 TEST(ModelAverage, WritesTheMeanWithAThresholdChosenOnValidation) {
   ft::TempDir dir;
@@ -47,7 +30,7 @@ TEST(ModelAverage, WritesTheMeanWithAThresholdChosenOnValidation) {
     m.info.extra[exporter::kInt8CalibrationKey] = {{"activation_max", std::vector<float>(49, 1.0f)}};
     train::save_model(a, *m.net, m.info);
   }
-  auto val = validation_images(dir, 12);
+  auto val = ft::labelled_images(dir.path, "val", 12, 100);
   val.push_back({dir / "broken.png", 1, "val", "", "", -1, "b"});
   std::ofstream(val.back().path) << "not an image";
   const auto out = dir / "avg.safetensors";
@@ -95,7 +78,7 @@ TEST(ModelAverage, WritesTheMeanWithAThresholdChosenOnValidation) {
 
 TEST(ModelAverage, RefusesModelsThatAreNotOneModelAndWritesNothing) {
   ft::TempDir dir;
-  const auto val = validation_images(dir, 4);
+  const auto val = ft::labelled_images(dir.path, "val", 4, 100);
   const auto a = ft::save_random_model(dir / "a.safetensors", "efficientnet_lite0", 2, 64, 0, 1);
   const auto other_size = ft::save_random_model(dir / "b.safetensors", "efficientnet_lite0", 2, 96, 0, 2);
   const auto out = dir / "avg.safetensors";
