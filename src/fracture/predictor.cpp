@@ -50,8 +50,12 @@ struct Predictor::State {
     else if (!exporter::int8_check_passed(model.info)) why = "auto: fp32, the model has no passed int8 check";
     else if (auto no = models::onednn_body_unsupported(first(), models::Precision::int8); !no.empty())
       why = "auto: fp32, " + no;
+    else if (const auto checked = exporter::int8_check_cpu(model.info); checked != models::int8_cpu_class())
+      // int8 kernels differ by CPU family; a check made on one does not vouch for another.
+      why = "auto: fp32, the model's int8 check ran on " + (checked.empty() ? "an unrecorded CPU" : checked + " int8 kernels") +
+            ", this CPU runs " + models::int8_cpu_class() + " ones (`fracture calibrate` here checks it for this CPU)";
     else {
-      why = "auto: int8, the model's int8 check passed";
+      why = "auto: int8, the model's int8 check passed on this CPU's int8 kernels (" + checked + ")";
       return models::Precision::int8;
     }
     return models::Precision::fp32;

@@ -230,12 +230,16 @@ TEST(OneDnnBody, PredictorGivesTheSameProbabilitiesThroughItAsThroughLibTorch) {
   ASSERT_EQ(pa.size(), paths.size());
   ASSERT_EQ(pb.size(), paths.size());
   double spread = 0;
+  const auto log_odds = [](double p) { return std::log(p / (1 - p)); };
   for (size_t i = 0; i < paths.size(); ++i) {
     ASSERT_TRUE(pa[i].ok() && pb[i].ok()) << pa[i].error << pb[i].error;
     EXPECT_NEAR(pa[i].probability, pb[i].probability, 1e-5) << paths[i];
-    spread = std::max(spread, std::abs(pa[i].probability - pa[0].probability));
+    spread = std::max(spread, std::abs(log_odds(pa[i].probability) - log_odds(pa[0].probability)));
   }
-  EXPECT_GT(spread, 1e-3);  // the images are told apart: the comparison means something
+  // The images are told apart, so the comparison means something. In
+  // log-odds: the random draw differs by CPU (issue 37), and one that leaves
+  // the probabilities near 1 still separates the images there.
+  EXPECT_GT(spread, 1e-2);
   // An unknown precision is refused before the model loads.
   PredictorOptions odd = fused;
   odd.precision = "int4";

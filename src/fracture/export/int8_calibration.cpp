@@ -90,6 +90,7 @@ Int8Check check_int8(const std::string& model_path, const std::vector<data::Samp
                                      score(q8.index_select(0, t), y, fp32.classes(), threshold).auc};
     }
   c.passed = int8_check_passes(c);
+  c.cpu = models::int8_cpu_class();
   return c;
 }
 
@@ -163,7 +164,7 @@ CalibrationSummary calibrate_int8_file(const std::string& model_path, const std:
       {"split", c.split},         {"images", c.images},
       {"roc_auc_fp32", c.roc_auc_fp32}, {"roc_auc_int8", c.roc_auc_int8},
       {"labels_changed", c.labels_changed}, {"tolerance", kInt8AucTolerance},
-      {"passed", c.passed}};
+      {"passed", c.passed},       {"cpu", c.cpu}};
   for (const auto& [source, auc] : c.roc_auc_by_source)
     model.info.extra[kInt8CalibrationKey]["check"]["by_source"][source] = {{"roc_auc_fp32", auc.first},
                                                                            {"roc_auc_int8", auc.second}};
@@ -197,6 +198,12 @@ bool int8_check_passed(const train::ModelInfo& info) {
   if (!info.extra.contains(kInt8CalibrationKey)) return false;
   const auto& c = info.extra.at(kInt8CalibrationKey);
   return c.contains("check") && c.at("check").value("passed", false);
+}
+
+std::string int8_check_cpu(const train::ModelInfo& info) {
+  if (!int8_check_passed(info)) return "";
+  const auto& check = info.extra.at(kInt8CalibrationKey).at("check");
+  return check.contains("cpu") && check.at("cpu").is_string() ? check.at("cpu").get<std::string>() : "";
 }
 
 }  // namespace fracture::exporter

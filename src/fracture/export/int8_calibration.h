@@ -39,6 +39,7 @@ struct Int8Check {
   std::map<std::string, std::pair<double, double>> roc_auc_by_source;
   size_t labels_changed = 0;
   bool passed = false;
+  std::string cpu;  // the int8 kernels' family it ran on (models::int8_cpu_class)
 };
 
 // The check's rule: the pooled ROC-AUC, and each source's where it has one,
@@ -75,5 +76,8 @@ CalibrationSummary calibrate_int8_file(const std::string& model_path, const std:
 std::vector<std::vector<float>> int8_ranges_of(const train::ModelInfo& info, const std::string& origin);
 // Whether the model's calibration passed its accuracy check.
 bool int8_check_passed(const train::ModelInfo& info);
+// The int8 kernels' family the check ran on; "" when it was not recorded
+// (a check made before issue 37), which covers no CPU.
+std::string int8_check_cpu(const train::ModelInfo& info);
 
 }  // namespace fracture::exporter

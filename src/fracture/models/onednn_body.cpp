@@ -94,6 +94,8 @@ std::vector<float> int8_activation_ranges(ClassifierImpl& net, const torch::Tens
 
 #ifndef FRACTURE_WITH_ONEDNN
 
+std::string int8_cpu_class() { return ""; }
+
 std::string onednn_body_unsupported(const ClassifierImpl& net, Precision) {
   if (auto why = network_unsupported(net); !why.empty()) return why;
   return "this build has no oneDNN (libdnnl-dev was not found at configure time)";
@@ -122,13 +124,19 @@ bool cpu_has(dnnl::cpu_isa wanted) {
 
 }  // namespace
 
+std::string int8_cpu_class() {
+  if (cpu_has(dnnl::cpu_isa::avx512_core_amx)) return "amx";
+  if (cpu_has(dnnl::cpu_isa::avx512_core_vnni)) return "avx512_vnni";
+  if (cpu_has(dnnl::cpu_isa::avx2_vnni)) return "avx2_vnni";
+  return "";
+}
+
 std::string onednn_body_unsupported(const ClassifierImpl& net, Precision precision) {
   if (auto why = network_unsupported(net); !why.empty()) return why;
   if (precision == Precision::bf16 && !cpu_has(dnnl::cpu_isa::avx512_core_bf16))
     return "bf16 needs a CPU with AVX512-BF16 or AMX, and this one (as oneDNN sees it) has neither";
   // Without VNNI, oneDNN multiplies u8 by s8 in saturating 16-bit sums.
-  if (precision == Precision::int8 && !cpu_has(dnnl::cpu_isa::avx512_core_vnni) &&
-      !cpu_has(dnnl::cpu_isa::avx2_vnni))
+  if (precision == Precision::int8 && int8_cpu_class().empty())
     return "int8 needs a CPU with VNNI (AVX512-VNNI, AVX-VNNI or AMX), and this one (as oneDNN sees it) has none";
   return "";
 }

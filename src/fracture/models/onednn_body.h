@@ -51,6 +51,12 @@ std::vector<float> int8_activation_ranges(ClassifierImpl& net, const torch::Tens
 // AVX512-BF16 or AMX.
 std::string onednn_body_unsupported(const ClassifierImpl& net, Precision precision);
 
+// The family of int8 kernels oneDNN runs on this CPU (respecting
+// ONEDNN_MAX_CPU_ISA): "amx", "avx512_vnni" or "avx2_vnni"; "" where none
+// (no VNNI, or no oneDNN in this build). An int8 accuracy check holds for
+// the family it ran on: `--precision auto` trusts it only there.
+std::string int8_cpu_class();
+
 // One network's programs, one per input shape (built on first use, at most
 // a few kept). Not thread-safe: callers serialise (the Predictor does).
 class OneDnnBody {
