@@ -3,8 +3,8 @@
 // (models/onednn_body.cpp): per-channel s8 weights, per-tensor u8/s8
 // activations at the calibrated ranges, exact integer sums, the bias at the
 // sum's scale, ReLU6 in real values, residual sums rescaled to the output's
-// step, rounding half to even and saturation. The oracle the int8 tests
-// compare the program with, on whatever CPU runs them.
+// step, rounding half to even and saturation, in the program's own order of
+// float steps. The oracle the int8 tests compare the program with.
 #include <torch/torch.h>
 
 #include <algorithm>
