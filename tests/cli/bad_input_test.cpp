@@ -30,7 +30,9 @@ std::vector<nlohmann::json> json_lines(const std::string& out) {
   return lines;
 }
 
-void write_header_only_dicom(const std::string& path, Uint16 rows, Uint16 cols) {
+// `fraction` < 1: Pixel Data honestly sized but holding only that part of
+// Rows x Columns.
+void write_header_only_dicom(const std::string& path, Uint16 rows, Uint16 cols, double fraction = 1) {
   DcmFileFormat ff;
   DcmDataset* ds = ff.getDataset();
   ds->putAndInsertString(DCM_SOPClassUID, UID_ComputedRadiographyImageStorage);
@@ -43,7 +45,7 @@ void write_header_only_dicom(const std::string& path, Uint16 rows, Uint16 cols) 
   ds->putAndInsertUint16(DCM_BitsStored, 16);
   ds->putAndInsertUint16(DCM_HighBit, 15);
   ds->putAndInsertUint16(DCM_PixelRepresentation, 0);
-  std::vector<Uint16> px(rows == 65535 ? 10000 : static_cast<size_t>(rows) * cols, 1000);
+  std::vector<Uint16> px(rows == 65535 ? 10000 : static_cast<size_t>(rows * cols * fraction), 1000);
   for (size_t i = 0; i < px.size(); ++i) px[i] = static_cast<Uint16>(i * 7 % 60000);
   ds->putAndInsertUint16Array(DCM_PixelData, px.data(), static_cast<unsigned long>(px.size()));
   ASSERT_TRUE(rows == 65535 ? ff.saveFile(path.c_str(), EXS_LittleEndianExplicit).good()
@@ -146,6 +148,10 @@ TEST(BadInput, FlagsAreCheckedBeforeAnyWork) {
       {"evaluate --bootstrap -5 --data " + img, "--bootstrap"},
       {"evaluate --threshold 2 --data " + img, "--threshold"},
       {"split --val 0.9 --test 0.9 --data " + dir.path.string(), "--val"},
+      {"predict --max-megapixels nan " + img, "--max-megapixels"},  // a range check passes NaN
+      {"predict --max-megapixels inf " + img, "--max-megapixels"},
+      {"serve --max-megapixels nan --port 0", "--max-megapixels"},
+      {"evaluate --threshold nan --data " + img, "--threshold"},
   };
   for (const auto& c : cases) {
     const auto r = ft::run_cli(c.args);
@@ -166,4 +172,46 @@ TEST(BadInput, ModelFilesThatAreNotModelsAreNamed) {
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("junk.safetensors"), std::string::npos) << r.err;
   EXPECT_TRUE(r.out.empty());
+}
+
+// Issue 38's silent wrong answers and fatal listings, end to end: pixels
+// that are not all there are an error naming the file, never a score; a
+// symbolic link loop in a folder is named while the rest is scored; a
+// manifest split in part is refused naming its rows before any work.
+TEST(BadInput, NoScoreWithoutThePixelsAndNoSilentResplit) {
+  ft::TempDir dir;
+  const fs::path scans = dir.path / "scans";
+  ft::write_image((scans / "good.png").string(), ft::synthetic_xray(120, 140, 5, true));
+  write_header_only_dicom((scans / "cut.dcm").string(), 64, 48, 0.3);
+  write_header_only_dicom((scans / "claims-100mp.dcm").string(), 10000, 10000, 0.0001);
+  fs::create_directories(scans / "sub");
+  fs::create_symlink("selfdir", scans / "sub/selfdir");  // points at itself
+  const auto r = ft::run_cli("predict " + scans.string());
+  EXPECT_EQ(r.code, 1) << r.err;
+  const auto lines = json_lines(r.out);
+  std::map<std::string, nlohmann::json> by_name;
+  for (const auto& j : lines) by_name[fs::path(j["path"].get<std::string>()).filename().string()] = j;
+  ASSERT_EQ(by_name.size(), 4u) << r.out;
+  EXPECT_FALSE(by_name["good.png"].contains("error")) << by_name["good.png"].dump();
+  for (const char* bad : {"cut.dcm", "claims-100mp.dcm", "selfdir"}) {
+    const std::string error = by_name[bad].value("error", "");
+    EXPECT_NE(error.find(bad), std::string::npos) << bad << ": " << by_name[bad].dump();
+    EXPECT_FALSE(by_name[bad].contains("probability")) << by_name[bad].dump();
+  }
+  EXPECT_NE(by_name["cut.dcm"]["error"].get<std::string>().find("truncated"), std::string::npos);
+
+  // A hand-split manifest with one empty split cell and one row cut short.
+  std::string csv = "path,label,split\n";
+  for (int i = 0; i < 6; ++i) {
+    ft::write_image(dir / ("m" + std::to_string(i) + ".png"), ft::synthetic_xray(64, 64, 10 + i, i % 2 == 1));
+    csv += "m" + std::to_string(i) + ".png," + std::to_string(i % 2) + (i == 2 ? "," : i == 4 ? "" : i < 3 ? ",train" : ",test") + "\n";
+  }
+  write_file_atomic(dir / "hand.csv", csv);
+  const auto t = ft::run_cli("train --data " + (dir / "hand.csv") + " --epochs 1 --out " + (dir / "run"));
+  EXPECT_EQ(t.code, 2) << t.err;
+  EXPECT_NE(t.err.find("hand.csv: line(s) 4, 6 have no split value"), std::string::npos) << t.err;
+  EXPECT_FALSE(fs::exists(dir / "run/split.csv"));
+  const auto e = ft::run_cli("evaluate --data " + (dir / "hand.csv"));
+  EXPECT_EQ(e.code, 2) << e.err;
+  EXPECT_NE(e.err.find("line(s) 4, 6"), std::string::npos) << e.err;
 }

@@ -1,6 +1,11 @@
 #include <gtest/gtest.h>
 
 #include <dcmtk/dcmdata/dctk.h>
+#include <dcmtk/dcmdata/dcpxitem.h>
+#include <dcmtk/dcmjpeg/djencode.h>
+#include <dcmtk/dcmjpeg/djrplol.h>
+
+#include <filesystem>
 
 #include "fracture/data/image_io.h"
 #include "fracture/util/atomic_file.h"
@@ -90,4 +95,70 @@ TEST(Dicom, CorruptFileNamesIt) {
   } catch (const ImageError& e) {
     EXPECT_NE(std::string(e.what()).find("junk.dcm"), std::string::npos) << e.what();
   }
+}
+
+namespace {
+
+// The ramp with its Pixel Data element honestly sized but holding only
+// `fraction` of Rows x Columns (issue 38: such a file was scored).
+void write_cut_ramp(const std::string& path, double fraction, Uint16 rows = 8, Uint16 columns = 64) {
+  write_ramp(path, {});
+  DcmFileFormat ff;
+  ASSERT_TRUE(ff.loadFile(path.c_str()).good());
+  DcmDataset* ds = ff.getDataset();
+  ds->putAndInsertUint16(DCM_Rows, rows);
+  ds->putAndInsertUint16(DCM_Columns, columns);
+  std::vector<Uint16> px(static_cast<size_t>(8 * 64 * fraction), 1000);
+  ds->putAndInsertUint16Array(DCM_PixelData, px.data(), static_cast<unsigned long>(px.size()));
+  ASSERT_TRUE(ff.saveFile(path.c_str(), EXS_LittleEndianExplicit).good());
+}
+
+void expect_refused(const std::string& path, const std::string& words) {
+  try {
+    decode_image(path);
+    FAIL() << path << " was decoded";
+  } catch (const ImageError& e) {
+    EXPECT_NE(std::string(e.what()).find(std::filesystem::path(path).filename().string()), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+
+TEST(Dicom, PixelDataShorterThanTheImageIsRefused) {
+  ft::TempDir dir;
+  write_cut_ramp(dir / "cut.dcm", 0.3);
+  expect_refused(dir / "cut.dcm", "truncated");
+  write_cut_ramp(dir / "claims-more.dcm", 1.0, 10000, 10000);  // a 100-megapixel header over 1 KB of pixels
+  expect_refused(dir / "claims-more.dcm", "need 200000000");
+  write_cut_ramp(dir / "whole.dcm", 1.0);
+  EXPECT_EQ(decode_image(dir / "whole.dcm").pixels.size(), cv::Size(64, 8));
+}
+
+TEST(Dicom, CompressedPixelDataCutBeforeItsEndIsRefused) {
+  ft::TempDir dir;
+  DJEncoderRegistration::registerCodecs();
+  write_ramp(dir / "plain.dcm", {});
+  DcmFileFormat ff;
+  ASSERT_TRUE(ff.loadFile((dir / "plain.dcm").c_str()).good());
+  DcmDataset* ds = ff.getDataset();
+  DJ_RPLossless lossless;
+  ASSERT_TRUE(ds->chooseRepresentation(EXS_JPEGProcess14SV1, &lossless).good());
+  ASSERT_TRUE(ff.saveFile((dir / "jpeg.dcm").c_str(), EXS_JPEGProcess14SV1).good());
+  EXPECT_EQ(decode_image(dir / "jpeg.dcm").pixels.size(), cv::Size(64, 8));  // whole: decoded
+
+  // The last fragment cut to 30% of its bytes, its length set to match.
+  DcmElement* element = nullptr;
+  ASSERT_TRUE(ds->findAndGetElement(DCM_PixelData, element).good());
+  DcmPixelSequence* sequence = nullptr;
+  ASSERT_TRUE(dynamic_cast<DcmPixelData*>(element)->getEncapsulatedRepresentation(EXS_JPEGProcess14SV1, &lossless, sequence).good());
+  DcmPixelItem* last = nullptr;
+  ASSERT_TRUE(sequence->getItem(last, sequence->card() - 1).good());
+  Uint8* bytes = nullptr;
+  ASSERT_TRUE(last->getUint8Array(bytes).good());
+  std::vector<Uint8> kept(bytes, bytes + (last->getLength() * 3 / 10) / 2 * 2);
+  ASSERT_TRUE(last->putUint8Array(kept.data(), static_cast<unsigned long>(kept.size())).good());
+  ASSERT_TRUE(ff.saveFile((dir / "jpeg-cut.dcm").c_str(), EXS_JPEGProcess14SV1).good());
+  expect_refused(dir / "jpeg-cut.dcm", "truncated");
+  DJEncoderRegistration::cleanup();
 }

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "fracture/cli/commands.h"
+#include "fracture/cli/exit_codes.h"
 #include "fracture/cli/inference_flags.h"
 #include "fracture/serve/server.h"
 #include "fracture/util/paths.h"
@@ -15,7 +16,12 @@ namespace fracture::cli {
 namespace {
 
 std::atomic<bool> g_stop_serving{false};
-extern "C" void on_serve_signal(int) { g_stop_serving = true; }
+// The first signal stops the server (in-flight requests answered, requests
+// still arriving cut after a grace of seconds); a second quits at once.
+extern "C" void on_serve_signal(int) {
+  if (g_stop_serving) std::_Exit(kExitInterrupted);
+  g_stop_serving = true;
+}
 
 }  // namespace
 
@@ -38,7 +44,12 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--max-body-mb", s.max_body_mb, "Larger requests are refused (413)")->capture_default_str();
   cmd->add_option("--queue", s.queue, "Images waiting for the network; past it requests get 503 and Retry-After")
       ->capture_default_str();
-  cmd->add_option("--threads", s.threads, "Connections served at once (images are decoded on these)")->capture_default_str();
+  cmd->add_option("--threads", s.threads, "Connections served at once, each on a thread started as needed (images are decoded on these)")
+      ->capture_default_str();
+  cmd->add_option("--max-client-connections", s.max_client_connections,
+                  "Connections one client address may hold at once; more get 503 at once (0: half of --threads; "
+                  "behind a proxy every client has its address: set it to --threads)")
+      ->capture_default_str();
   cmd->add_option("--timeout-ms", s.timeout_ms, "A request's deadline: images not scored by then get 503")
       ->capture_default_str();
   cmd->add_option("--api-key", s.api_key,
@@ -48,7 +59,8 @@ void add_serve_command(CLI::App& app) {
   cmd->footer(
       "Endpoints: POST /v1/predict (an image's bytes, or multipart files; ?cam=1 adds heat maps),\n"
       "GET /v1/model, /healthz, /readyz, /metrics (Prometheus), /openapi.json, and / (the web page).\n"
-      "Logs go to standard error; SIGTERM or Ctrl-C stops taking connections and answers those in flight.\n"
+      "Logs go to standard error; SIGTERM or Ctrl-C stops taking connections and answers those in flight\n"
+      "(exit status 130); requests still arriving are cut after 2 s, and a second signal quits at once.\n"
       "Research use only - not a medical device. See docs/api.md and docs/serving.md.\n\n"
       "Examples:\n"
       "  fracture serve                                   # the built-in model on http://127.0.0.1:8080/\n"
@@ -64,15 +76,16 @@ void add_serve_command(CLI::App& app) {
     // same speed; a fixed mmap threshold did too, at a quarter of the speed
     // (docs/serving.md). Set before any thread starts.
     mallopt(M_ARENA_MAX, 2);
+    // Before the model loads, so that a stop while it loads is not lost.
+    g_stop_serving = false;
+    std::signal(SIGINT, on_serve_signal);
+    std::signal(SIGTERM, on_serve_signal);
     Predictor predictor(predictor_options(*a));
     a->server.model_card = a->card.empty() ? util::model_card_path(predictor.model_path()) : a->card;
     serve::Server server(predictor, a->server);
     const int port = server.bind();
     // The signal only sets a flag; this thread turns it into a stop, which
     // is not safe to call from a signal handler.
-    g_stop_serving = false;
-    std::signal(SIGINT, on_serve_signal);
-    std::signal(SIGTERM, on_serve_signal);
     std::atomic<bool> served{false};
     std::thread watcher([&] {
       bool told = false;
@@ -93,6 +106,7 @@ void add_serve_command(CLI::App& app) {
     std::signal(SIGINT, SIG_DFL);
     std::signal(SIGTERM, SIG_DFL);
     spdlog::info("stopped");
+    if (g_stop_serving) throw CLI::RuntimeError(kExitInterrupted);  // as every command stopped by a signal
   });
 }
 

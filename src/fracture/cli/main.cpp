@@ -65,6 +65,7 @@ int main(int argc, char** argv) {
   fracture::cli::add_models_command(app);
   fracture::cli::add_weights_command(app);
   fracture::cli::add_imagenet_command(app);
+  fracture::cli::require_finite_numbers(app);
   app.parse_complete_callback([&] {
     const auto level = verbose ? spdlog::level::debug : quiet ? spdlog::level::warn : spdlog::level::info;
     spdlog::default_logger()->sinks().front()->set_level(level);

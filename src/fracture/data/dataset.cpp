@@ -314,6 +314,38 @@ Dataset load_yolo(const std::string& root) {
   return d;
 }
 
+namespace {
+
+// A manifest whose rows are split is split in full: a row with no split value
+// (an empty cell, or a row cut short) would otherwise send the whole data set
+// to a new split, moving test images into training without a word. Unknown
+// split names are refused too.
+template <typename Get>
+void check_manifest_splits(const std::vector<std::vector<std::string>>& rows, const Get& get,
+                           const std::string& csv_path) {
+  std::vector<size_t> missing, unknown;
+  size_t split_rows = 0;
+  for (size_t r = 1; r < rows.size(); ++r) {
+    if (get(rows[r], "path").empty()) continue;
+    const std::string split = get(rows[r], "split");
+    if (split.empty()) missing.push_back(r + 1);
+    else if (split != "train" && split != "val" && split != "test") unknown.push_back(r + 1);
+    else ++split_rows;
+  }
+  auto lines = [](const std::vector<size_t>& v) {
+    std::vector<size_t> first(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(std::min<size_t>(v.size(), 10)));
+    return fmt::format("{}{}", fmt::join(first, ", "), v.size() > first.size() ? fmt::format(" and {} more", v.size() - first.size()) : "");
+  };
+  if (!unknown.empty())
+    throw std::runtime_error(csv_path + ": line(s) " + lines(unknown) + " name a split other than train, val or test");
+  if (!missing.empty() && split_rows > 0)
+    throw std::runtime_error(csv_path + ": line(s) " + lines(missing) + " have no split value (an empty cell, or a row cut short) while " +
+                             std::to_string(split_rows) + " rows have one: give every row train, val or test (a half-split "
+                             "manifest is never split again, which could move test images into training)");
+}
+
+}  // namespace
+
 Dataset load_manifest(const std::string& csv_path) { return parse_manifest(util::read_file(csv_path), csv_path); }
 
 Dataset parse_manifest(const std::string& text, const std::string& csv_path) {
@@ -355,6 +387,7 @@ Dataset parse_manifest(const std::string& text, const std::string& csv_path) {
     s.source = get(row, "source");
     d.samples.push_back(s);
   }
+  check_manifest_splits(rows, get, csv_path);
   return d;
 }
 

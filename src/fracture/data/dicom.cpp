@@ -4,6 +4,10 @@
 #include <dcmtk/dcmdata/dctag.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcpixel.h>
+#include <dcmtk/dcmdata/dcpixseq.h>
+#include <dcmtk/dcmdata/dcpxitem.h>
+#include <dcmtk/dcmdata/dcxfer.h>
 #include <dcmtk/dcmdata/dcrledrg.h>
 #include <dcmtk/dcmimgle/dcmimage.h>
 #include <dcmtk/dcmjpeg/djdecode.h>
@@ -11,6 +15,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include <cctype>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -149,6 +154,53 @@ class DicomLengthCheck {
   const std::string& origin_;
 };
 
+// DCMTK renders what pixel data there is and fills the rest, so a file
+// whose pixels are cut short would be scored as an image it is not (issue
+// 38: a fractured radiograph cut to 30% scored 0.004). Native pixel data
+// must hold Rows x Columns x Samples x Bits Allocated x Frames; compressed
+// pixel data must end where its codec says a picture ends (JPEG, JPEG-LS and
+// JPEG 2000 close with the marker FF D9; an RLE frame's segments must lie
+// inside it), since their decoders fill in a cut stream too.
+void require_all_pixels(DcmDataset& ds, E_TransferSyntax xfer, Uint16 rows, Uint16 columns, const std::string& origin) {
+  DcmElement* element = nullptr;
+  if (ds.findAndGetElement(DCM_PixelData, element).bad() || !element)
+    throw ImageError(origin + ": DICOM without Pixel Data (no image in it)", ImageError::Kind::Unsupported);
+  auto* pixels = dynamic_cast<DcmPixelData*>(element);
+  Uint16 samples = 1, bits = 8;
+  ds.findAndGetUint16(DCM_SamplesPerPixel, samples);
+  ds.findAndGetUint16(DCM_BitsAllocated, bits);
+  Sint32 frames = 1;
+  if (ds.findAndGetSint32(DCM_NumberOfFrames, frames).bad() || frames < 1) frames = 1;
+  const DcmXfer syntax(xfer);
+  if (!syntax.isEncapsulated()) {
+    const uint64_t bits_needed = uint64_t{rows} * columns * std::max<Uint16>(samples, 1) * std::max<Uint16>(bits, 1) *
+                                 static_cast<uint64_t>(frames);
+    const uint64_t needed = (bits_needed + 7) / 8, held = element->getLength();
+    if (held < needed)
+      throw ImageError(origin + ": DICOM pixel data holds " + std::to_string(held) + " bytes where " +
+                       std::to_string(columns) + " x " + std::to_string(rows) + " pixels (" + std::to_string(samples) +
+                       " samples of " + std::to_string(bits) + " bits, " + std::to_string(frames) + " frame(s)) need " +
+                       std::to_string(needed) + ": truncated or damaged file, not scored");
+    return;
+  }
+  DcmPixelSequence* sequence = nullptr;
+  if (!pixels || pixels->getEncapsulatedRepresentation(xfer, nullptr, sequence).bad() || !sequence ||
+      sequence->card() < 2)
+    throw ImageError(origin + ": DICOM compressed pixel data has no fragments: truncated or damaged file, not scored");
+  DcmPixelItem* last = nullptr;
+  Uint8* data = nullptr;
+  if (sequence->getItem(last, sequence->card() - 1).bad() || !last || last->getUint8Array(data).bad() || !data)
+    throw ImageError(origin + ": DICOM compressed pixel data cannot be read: damaged file, not scored");
+  size_t length = last->getLength();
+  // JPEG, JPEG-LS and JPEG 2000 are 1.2.840.10008.1.2.4.50-99 (from .100, video, which is not rendered).
+  const std::string id = syntax.getXferID(), jpeg = "1.2.840.10008.1.2.4.";
+  if (id.rfind(jpeg, 0) != 0 || std::atoi(id.c_str() + jpeg.size()) >= 100) return;  // RLE: DCMTK checks its segments
+  while (length > 0 && data[length - 1] == 0) --length;  // fragments are padded to an even length
+  if (length < 2 || data[length - 2] != 0xFF || data[length - 1] != 0xD9)
+    throw ImageError(origin + ": DICOM compressed pixel data stops before the end of its picture (no end marker): "
+                     "truncated or damaged file, not scored");
+}
+
 }  // namespace
 
 cv::Mat decode_dicom(const std::string& bytes, const std::string& origin, int64_t max_pixels) {
@@ -180,6 +232,7 @@ cv::Mat decode_dicom(const std::string& bytes, const std::string& origin, int64_
                      " pixels, more than the limit of " + std::to_string(max_pixels) + " (not rendered)",
                      ImageError::Kind::TooLarge);
   const E_TransferSyntax xfer = ds->getOriginalXfer();
+  require_all_pixels(*ds, xfer, rows, columns, origin);
   auto image = std::make_unique<DicomImage>(&file, xfer, CIF_MayDetachPixelData, 0, 1);
   if (image->getStatus() != EIS_Normal)
     throw ImageError(origin + ": DICOM image cannot be rendered: " + DicomImage::getString(image->getStatus()),

@@ -106,10 +106,20 @@ bool is_image_file(const std::string& path) {
 
 std::vector<std::string> image_files_in(const std::string& dir) {
   std::vector<std::string> out;
-  for (const auto& e : fs::recursive_directory_iterator(dir, fs::directory_options::skip_permission_denied))
-    // Not only regular files: a pipe or device named like an image is listed,
-    // so that reading it reports it instead of skipping it in silence.
-    if (!e.is_directory() && is_image_file(e.path().string())) out.push_back(e.path().string());
+  // Not only regular files: a pipe or device named like an image is listed,
+  // and so is an entry whose kind cannot be told (a symbolic link loop), so
+  // that reading it reports it by name: one bad entry neither stops the
+  // listing nor is skipped in silence.
+  std::error_code ec;
+  fs::recursive_directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec), end;
+  if (ec) throw std::runtime_error(dir + ": cannot list: " + ec.message());
+  for (; it != end; it.increment(ec)) {
+    if (ec) throw std::runtime_error(dir + ": cannot list: " + ec.message());
+    std::error_code kind_ec;
+    const bool directory = it->is_directory(kind_ec);
+    const bool untellable = kind_ec && kind_ec != std::errc::no_such_file_or_directory;  // a link to nowhere: by its name
+    if (untellable || (!directory && is_image_file(it->path().string()))) out.push_back(it->path().string());
+  }
   std::sort(out.begin(), out.end());
   return out;
 }

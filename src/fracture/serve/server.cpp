@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <condition_variable>
+#include <cmath>
 #include <cstdlib>
 #include <mutex>
 #include <opencv2/imgcodecs.hpp>
@@ -11,6 +12,7 @@
 
 #include "fracture/serve/base64.h"
 #include "fracture/serve/batcher.h"
+#include "fracture/serve/connections.h"
 #include "fracture/serve/metrics.h"
 #include "fracture/train/checkpoint.h"
 #include "fracture/util/atomic_file.h"
@@ -61,6 +63,19 @@ bool same_secret(const std::string& a, const std::string& b) {
   unsigned char diff = a.size() == b.size() ? 0 : 1;
   for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i % std::max<size_t>(1, b.size())]);
   return diff == 0;
+}
+
+// The token of an 'Authorization: Bearer TOKEN' header; the scheme's name
+// is case-insensitive (RFC 7235). "" for any other header.
+std::string bearer_token(const std::string& header) {
+  const auto space = header.find(' ');
+  if (space != 6) return "";
+  std::string scheme = header.substr(0, space);
+  for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (scheme != "bearer") return "";
+  const auto start = header.find_first_not_of(' ', space);
+  const auto end = header.find_last_not_of(' ');
+  return start == std::string::npos ? "" : header.substr(start, end - start + 1);
 }
 
 // Routes by name for the metrics: a fixed set, whatever paths clients send.
@@ -120,7 +135,12 @@ void validate(const ServerOptions& o) {
   check(o.batch_wait_ms >= 0 && o.batch_wait_ms <= 10000, "--batch-wait-ms must be 0-10000");
   check(o.max_body_mb >= 1 && o.max_body_mb <= 4096, "--max-body-mb must be 1-4096");
   check(o.queue >= 1 && o.queue <= 100000, "--queue must be 1-100000");
-  check(o.threads >= 1 && o.threads <= 1024, "--threads must be 1-1024");
+  check(o.threads >= 1 && o.threads <= 4096, "--threads must be 1-4096");
+  check(o.max_client_connections >= 0 && o.max_client_connections <= o.threads,
+        "--max-client-connections must be 0 (half of --threads) to --threads");
+  check(std::isfinite(o.request_grace_s) && o.request_grace_s > 0 && std::isfinite(o.min_bytes_per_s) &&
+            o.min_bytes_per_s > 0 && std::isfinite(o.stop_grace_s) && o.stop_grace_s >= 0,
+        "request deadlines must be positive numbers");
   check(o.decoders >= 1 && o.decoders <= 256, "--workers must be 1-256");
   check(o.timeout_ms >= 1, "--timeout-ms must be at least 1");
   check(!o.host.empty(), "--host must not be empty");
@@ -134,11 +154,12 @@ struct Server::Impl {
   ServerOptions options;
   Metrics metrics;
   Batcher batcher;
-  httplib::Server http;
+  GuardedServer http;
   std::atomic<bool> ready{false};
   json model_description;
   socket_t listening_socket = INVALID_SOCKET;
   Slots decoding{1};
+  std::atomic<uint64_t> refused{0};
 
   Impl(Predictor& p, ServerOptions o)
       : predictor(p), options(std::move(o)),
@@ -146,10 +167,21 @@ struct Server::Impl {
                 {static_cast<size_t>(options.max_batch), std::chrono::milliseconds(options.batch_wait_ms),
                  static_cast<size_t>(options.queue)},
                 [this](size_t n) { metrics.batch(n); }),
-        model_description(describe_model()), decoding(options.decoders) {
+        http(connection_limits(options)), model_description(describe_model()), decoding(options.decoders) {
     cv::setNumThreads(1);  // the decoding slots are the parallelism; OpenCV's own pool would oversubscribe
     configure();
     routes();
+  }
+
+  static ConnectionLimits connection_limits(const ServerOptions& o) {
+    ConnectionLimits l;
+    l.threads = o.threads;
+    l.per_client = o.max_client_connections;
+    l.request_grace_s = o.request_grace_s;
+    l.min_bytes_per_s = o.min_bytes_per_s;
+    l.stop_grace_s = o.stop_grace_s;
+    l.max_request_bytes = (static_cast<size_t>(o.max_body_mb) << 20) + (1u << 20);  // the body and its headers
+    return l;
   }
 
   json describe_model() const {
@@ -176,12 +208,14 @@ struct Server::Impl {
   }
 
   void configure() {
-    const int threads = options.threads;
-    http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+    http.on_refused = [this](const std::string& address) {
+      // Once, then every 1000th: a client that keeps trying must not flood the log.
+      if (refused++ % 1000 == 0)
+        spdlog::warn("{}: refused a connection past {} from that address (--max-client-connections; {} refused so far)",
+                     address, http.per_client_limit(), refused.load());
+    };
     http.set_payload_max_length(static_cast<size_t>(options.max_body_mb) << 20);
-    http.set_read_timeout(30);
     http.set_write_timeout(30);
-    http.set_keep_alive_timeout(2);  // idle keep-alive connections hold up a drain no longer than this
     http.set_tcp_nodelay(true);
     // cpp-httplib 0.11 listens with a backlog of 5: 32 clients connecting at
     // once then lose connections. The listening socket is noted here and
@@ -197,8 +231,9 @@ struct Server::Impl {
       http.set_default_headers({{"Access-Control-Allow-Origin", options.cors_origin}, {"Vary", "Origin"}});
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       request_start = Clock::now();
-      return authorised(req, res) ? httplib::Server::HandlerResponse::Unhandled
-                                  : httplib::Server::HandlerResponse::Handled;
+      if (authorised(req, res) && length_acceptable(req, res)) return httplib::Server::HandlerResponse::Unhandled;
+      GuardedServer::close_after_response();  // its body, if any, is not read
+      return httplib::Server::HandlerResponse::Handled;
     });
     // Errors that cpp-httplib answers itself (404, 413 before reading, 400) get the same JSON shape as ours.
     http.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
@@ -230,12 +265,31 @@ struct Server::Impl {
     });
   }
 
+  // A declared body length that is no byte count, or over the limit, is
+  // answered at once: nothing of such a body is read (cpp-httplib would try
+  // to read it all before saying 413).
+  bool length_acceptable(const httplib::Request& req, httplib::Response& res) const {
+    if (!req.has_header("Content-Length")) return true;
+    const std::string value = req.get_header_value("Content-Length");
+    const bool digits = !value.empty() && std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (!digits) {
+      send_error(res, {400, "bad_request", "Content-Length '" + value.substr(0, 32) + "' is not a byte count"});
+      return false;
+    }
+    if (value.size() > 12 || std::stoull(value) > (static_cast<uint64_t>(options.max_body_mb) << 20)) {  // 12 digits: over 4096 MB
+      send_error(res, {413, "too_large", "the request body (" + value.substr(0, 32) + " bytes) is larger than the server's limit of " +
+                                             std::to_string(options.max_body_mb) + " MB (--max-body-mb)"});
+      return false;
+    }
+    return true;
+  }
+
   // The API key, where one is set, guards the API and the metrics; the page,
   // the health checks and the API description stay open (the page asks for the key).
   bool authorised(const httplib::Request& req, httplib::Response& res) const {
     if (options.api_key.empty() || req.method == "OPTIONS") return true;
     if (req.path.rfind("/v1/", 0) != 0 && req.path != "/metrics") return true;
-    if (same_secret(req.get_header_value("Authorization"), "Bearer " + options.api_key)) return true;
+    if (same_secret(bearer_token(req.get_header_value("Authorization")), options.api_key)) return true;
     res.set_header("WWW-Authenticate", "Bearer");
     send_error(res, {401, "unauthorized", "this server needs an API key: send 'Authorization: Bearer KEY'"});
     return false;
@@ -279,30 +333,43 @@ struct Server::Impl {
 
   // The images of a request: the body itself, or each file of a multipart
   // body. Read through a content reader, so that no body is parsed as a form
-  // (curl's --data-binary says application/x-www-form-urlencoded).
-  static std::vector<Upload> uploads_of(const httplib::Request& req, const httplib::ContentReader& read,
-                                        const httplib::Response& res) {
+  // (curl's --data-binary says application/x-www-form-urlencoded). The body
+  // is counted against --max-body-mb as it arrives, whatever its framing
+  // (cpp-httplib checks only a declared Content-Length), and a multipart
+  // body may hold at most --queue images: more could never be taken at once.
+  std::vector<Upload> uploads_of(const httplib::Request& req, const httplib::ContentReader& read,
+                                 const httplib::Response& res) const {
+    const size_t max_bytes = static_cast<size_t>(options.max_body_mb) << 20, max_files = static_cast<size_t>(options.queue);
     std::vector<Upload> out;
+    size_t total = 0;
+    bool too_large = false, too_many = false;
+    auto take = [&](const char* data, size_t size) {
+      total += size;
+      if (total > max_bytes) return !(too_large = true);
+      out.back().bytes.append(data, size);
+      return true;
+    };
     bool complete = false;
     if (req.is_multipart_form_data()) {
       complete = read(
           [&](const httplib::MultipartFormData& file) {
+            if (out.size() >= max_files) return !(too_many = true);
             out.push_back({file.filename.empty() ? file.name : file.filename, ""});
             return true;
           },
-          [&](const char* data, size_t size) {
-            out.back().bytes.append(data, size);
-            return true;
-          });
+          take);
     } else {
       out.push_back({req.has_param("name") ? req.get_param_value("name") : "upload", ""});
-      complete = read([&](const char* data, size_t size) {
-        out.back().bytes.append(data, size);
-        return true;
-      });
+      complete = read(take);
     }
-    if (res.status == 413)
-      throw HttpError{413, "too_large", "the request body is larger than the server's limit (--max-body-mb)"};
+    if (!complete) GuardedServer::close_after_response();  // the rest of the body is not read
+    if (too_large || res.status == 413)
+      throw HttpError{413, "too_large", "the request body is larger than the server's limit of " +
+                                            std::to_string(options.max_body_mb) + " MB (--max-body-mb)"};
+    if (too_many)
+      throw HttpError{413, "too_many_images", "the request holds more than " + std::to_string(max_files) +
+                                                  " images, the most the server takes in one request (--queue): "
+                                                  "send them in several requests"};
     if (!complete) throw HttpError{400, "bad_request", "the request body could not be read (cut short, or malformed multipart)"};
     if (out.empty()) throw HttpError{400, "empty_body", "the multipart body holds no files"};
     if (!req.is_multipart_form_data() && out.back().bytes.empty())
@@ -410,7 +477,7 @@ void Server::run() {
 
 void Server::stop() {
   impl_->ready = false;  // a load balancer sees /readyz fail while in-flight requests finish
-  impl_->http.stop();
+  impl_->http.stop_bounded();
 }
 
 }  // namespace fracture::serve

@@ -22,7 +22,16 @@ struct ServerOptions {
   int batch_wait_ms = 5;  // how long a first image waits for others to join its batch
   int max_body_mb = 64;  // larger requests: 413
   int queue = 64;  // images waiting for the network; past it: 503 with Retry-After
-  int threads = 8;  // connections handled at once
+  // Connections handled at once, each on its own thread (started as needed);
+  // more wait for a free one. One client address may hold at most
+  // max_client_connections of them (0: half of threads): behind a proxy,
+  // where every client has the proxy's address, set it to threads.
+  int threads = 128;
+  int max_client_connections = 0;
+  // Each request must arrive, headers and body, within request_grace_s plus
+  // a second per min_bytes_per_s bytes (a trickling client is cut off); on
+  // stop, requests still arriving get stop_grace_s (serve/connections.h).
+  double request_grace_s = 10, min_bytes_per_s = 1000, stop_grace_s = 2;
   // Images decoded at once (on the connection threads). As many as predict's
   // loader workers: more would fight the forward pass for the cores.
   int decoders = 2;
