@@ -52,7 +52,14 @@ Fingerprint fingerprint(const std::string& path, bool thumbs) {
     const std::string bytes = util::read_file(path);
     f.hash = util::fnv1a64(bytes);
     if (thumbs) {
-      DecodedImage img = decode_image_bytes(bytes, path, DecodeOptions{false, 64});
+      // A JPEG may be decoded at a reduced scale (libjpeg's scaled inverse
+      // DCT: fast on the 2,000 px scans), but only to 8 or more decoded
+      // pixels per thumbnail pixel. At 1/4 scale a 373 x 454 radiograph
+      // came out at 94 x 114 from the reduced 2 x 2 transform, which is no
+      // average: FracAtlas's IMG0002848 and its copy IMG0004206 (2 px lower,
+      // encoded apart) then correlated at 0.97-0.975, under the bar, and
+      // landed in val and train (issue 39); from full-scale pixels, 0.996.
+      DecodedImage img = decode_image_bytes(bytes, path, DecodeOptions{false, 8 * kThumb});
       f.truncated = img.truncated;
       f.aspect = static_cast<float>(img.pixels.cols) / static_cast<float>(img.pixels.rows);
       cv::Mat small, fl;
