@@ -159,7 +159,9 @@ void Predictor::predict_files(const std::vector<std::string>& paths,
   std::vector<data::Sample> samples;
   for (const auto& path : paths) samples.push_back({path});
   std::lock_guard<std::recursive_mutex> lock(net_mu_);
-  data::DataLoader loader(samples, s_->loader);
+  auto loading = s_->loader;
+  loading.refuse_truncated = true;  // an image asked about is scored whole or not at all
+  data::DataLoader loader(samples, loading);
   auto batch_start = std::chrono::steady_clock::now();
   const train::Forward forward = [&](const torch::Tensor& x) { return s_->forward(x); };
   train::predict_batches(s_->first(), loader, s_->device, s_->options.tta, [&](const train::ScoredBatch& b) {
@@ -199,7 +201,8 @@ torch::Tensor input_of(const data::DecodedImage& image, const data::LoaderOption
 
 PreparedImage Predictor::prepare(const std::string& bytes, const std::string& name) const {
   const auto image = data::decode_image_bytes(bytes, name, data::decode_options_for(s_->loader));
-  return {name, input_of(image, s_->loader), image.truncated};
+  if (image.truncated) throw data::ImageError(data::truncated_message(name));
+  return {name, input_of(image, s_->loader)};
 }
 
 std::vector<Prediction> Predictor::score(const std::vector<PreparedImage>& images) {

@@ -64,7 +64,6 @@ struct Prediction {
 struct PreparedImage {
   std::string name;
   torch::Tensor input;  // [3, H, W], preprocessed as the model's card says
-  bool truncated = false;  // a JPEG without its end marker: only what was there was decoded
 };
 
 // A heat map laid over the picture, and where its strongest cell lies.
@@ -108,7 +107,8 @@ class Predictor {
   Prediction predict_bytes(const std::string& bytes, const std::string& name);
   // The two halves of predict_bytes, for callers that gather images from
   // several threads into one forward pass. prepare is thread-safe and does
-  // not touch the network; it throws data::ImageError naming the input.
+  // not touch the network; it throws data::ImageError naming the input (a
+  // JPEG without its end marker too: its missing part would be made up).
   PreparedImage prepare(const std::string& bytes, const std::string& name) const;
   // Scores prepared images (all of one size, as prepare makes them) in one
   // forward pass; each prediction's milliseconds is the pass's time shared.

@@ -77,7 +77,7 @@ TEST(BadInput, PredictScoresWhatItCanAndRecordsTheRest) {
   ASSERT_EQ(lines.size(), 10u) << r.out;
   std::map<std::string, nlohmann::json> by_name;
   for (const auto& j : lines) by_name[fs::path(j["path"].get<std::string>()).filename().string()] = j;
-  for (const char* bad : {"broken.png", "empty.jpg", "huge.dcm", "pipe.jpg", "missing.png"}) {
+  for (const char* bad : {"broken.png", "empty.jpg", "huge.dcm", "pipe.jpg", "missing.png", "truncated.jpg"}) {
     ASSERT_TRUE(by_name.count(bad)) << bad;
     const std::string error = by_name[bad].value("error", "");
     EXPECT_NE(error.find(bad), std::string::npos) << bad << ": " << error;  // names the file
@@ -85,9 +85,11 @@ TEST(BadInput, PredictScoresWhatItCanAndRecordsTheRest) {
   }
   EXPECT_NE(by_name["huge.dcm"]["error"].get<std::string>().find("65535 x 65535"), std::string::npos);
   EXPECT_NE(by_name["pipe.jpg"]["error"].get<std::string>().find("not a regular file"), std::string::npos);
+  // Its missing part would be filled in: not scored (issue 38), as the server refuses it.
+  EXPECT_NE(by_name["truncated.jpg"]["error"].get<std::string>().find("without its end marker"), std::string::npos);
   const std::string model_sha = fracture::util::sha256_hex(read_file(fracture::util::default_model_path()));
   std::set<std::string> cams;
-  for (const char* good : {"IM1.png", "scan_\\xff.png", "PACS0001", "truncated.jpg"}) {
+  for (const char* good : {"IM1.png", "scan_\\xff.png", "PACS0001"}) {
     ASSERT_TRUE(by_name.count(good)) << good << "\n" << r.out;
     const auto& j = by_name[good];
     EXPECT_FALSE(j.contains("error")) << j.dump();
@@ -100,7 +102,7 @@ TEST(BadInput, PredictScoresWhatItCanAndRecordsTheRest) {
       cams.insert(j["cam"].get<std::string>());
       EXPECT_TRUE(fs::exists(j["cam"].get<std::string>())) << j.dump();
     }
-  EXPECT_EQ(cams.size(), 5u);  // a/IM1.png and b/IM1.png got a heat map each
+  EXPECT_EQ(cams.size(), 4u);  // a/IM1.png and b/IM1.png got a heat map each
   EXPECT_EQ(r.err.find("{\""), std::string::npos) << "results belong on stdout";
 }
 

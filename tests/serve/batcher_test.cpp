@@ -13,7 +13,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-PreparedImage image(const std::string& name) { return {name, torch::zeros({3, 4, 4}), false}; }
+PreparedImage image(const std::string& name) { return {name, torch::zeros({3, 4, 4})}; }
 
 // Scores each image as its name's length, after waiting for `gate` to open.
 struct Scorer {

@@ -104,6 +104,11 @@ bool is_image_file(const std::string& path) {
   return sniff_format(head) != ImageFormat::Unknown;
 }
 
+std::string truncated_message(const std::string& origin) {
+  return origin + ": JPEG without its end marker (truncated file or upload?): not scored, since its missing part "
+                  "would be filled in";
+}
+
 std::vector<std::string> image_files_in(const std::string& dir) {
   std::vector<std::string> out;
   // Not only regular files: a pipe or device named like an image is listed,

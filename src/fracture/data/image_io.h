@@ -72,6 +72,10 @@ struct DecodedImage {
   ImageFormat format = ImageFormat::Unknown;
 };
 
+// The error for a JPEG without its end marker where a score is asked for:
+// its missing part would be filled in, so the score would not be the image's.
+std::string truncated_message(const std::string& origin);
+
 DecodedImage decode_image(const std::string& path, const DecodeOptions& options = {});
 DecodedImage decode_image_bytes(const std::string& bytes, const std::string& origin, const DecodeOptions& options = {});
 

@@ -92,6 +92,7 @@ std::optional<cv::Mat> DataLoader::load_sample(size_t index, int epoch) {
   if (!base) {
     try {
       DecodedImage img = decode_image(samples_[index].path, decode_options_for(opt_));
+      if (img.truncated && opt_.refuse_truncated) throw ImageError(truncated_message(samples_[index].path));
       base = std::make_shared<const cv::Mat>(preprocess(img.pixels, opt_.preprocess));
       std::lock_guard<std::mutex> lock(cache_mu_);
       ++stats_.decoded;

@@ -32,6 +32,11 @@ struct LoaderOptions {
   bool cache = false;  // keep preprocessed 8-bit images in RAM
   bool color = false;  // radiographs are grey; photographs need RGB
   int64_t max_pixels = kDefaultMaxPixels;  // larger images are refused from their header
+  // A JPEG without its end marker is decoded as far as it goes, the rest
+  // filled in: right for a data set's known quirks (training, evaluation,
+  // FracAtlas's 62 such files), wrong for an image someone wants scored,
+  // which then gets an error naming it instead (predict, the server).
+  bool refuse_truncated = false;
   PreprocessOptions preprocess;
   AugmentOptions augment;
   // Optional sampling weights per sample (e.g. a class-balanced sampler):

@@ -383,11 +383,8 @@ struct Server::Impl {
       Slots& s;
       ~Release() { s.release(); }
     } release{decoding};
-    auto image = predictor.prepare(u.bytes, u.name);
-    // A hospital system should resend a cut-off transfer, not get a score for half a radiograph.
-    if (image.truncated)
-      throw data::ImageError(u.name + ": JPEG without its end marker (truncated upload?)", data::ImageError::Kind::Corrupt);
-    return image;
+    // A JPEG cut off in transfer is refused there: a hospital system should resend it.
+    return predictor.prepare(u.bytes, u.name);
   }
 
   json answer(const Prediction& p, const Upload& u, bool cam) {
