@@ -2,6 +2,7 @@
 
 #include <dcmtk/dcmdata/dctk.h>
 #include <dcmtk/dcmdata/dcpxitem.h>
+#include <dcmtk/dcmdata/dcrleerg.h>
 #include <dcmtk/dcmjpeg/djencode.h>
 #include <dcmtk/dcmjpeg/djrplol.h>
 
@@ -135,30 +136,40 @@ TEST(Dicom, PixelDataShorterThanTheImageIsRefused) {
   EXPECT_EQ(decode_image(dir / "whole.dcm").pixels.size(), cv::Size(64, 8));
 }
 
-TEST(Dicom, CompressedPixelDataCutBeforeItsEndIsRefused) {
-  ft::TempDir dir;
-  DJEncoderRegistration::registerCodecs();
-  write_ramp(dir / "plain.dcm", {});
+// The ramp compressed with `syntax`, then its last pixel fragment cut to 30%
+// of its bytes with its length set to match (an honest-looking cut file).
+static void write_compressed_and_cut(const std::string& whole, const std::string& cut, E_TransferSyntax syntax,
+                              const DcmRepresentationParameter* parameters) {
+  write_ramp(whole, {});
   DcmFileFormat ff;
-  ASSERT_TRUE(ff.loadFile((dir / "plain.dcm").c_str()).good());
+  ASSERT_TRUE(ff.loadFile(whole.c_str()).good());
   DcmDataset* ds = ff.getDataset();
-  DJ_RPLossless lossless;
-  ASSERT_TRUE(ds->chooseRepresentation(EXS_JPEGProcess14SV1, &lossless).good());
-  ASSERT_TRUE(ff.saveFile((dir / "jpeg.dcm").c_str(), EXS_JPEGProcess14SV1).good());
-  EXPECT_EQ(decode_image(dir / "jpeg.dcm").pixels.size(), cv::Size(64, 8));  // whole: decoded
-
-  // The last fragment cut to 30% of its bytes, its length set to match.
+  ASSERT_TRUE(ds->chooseRepresentation(syntax, parameters).good());
+  ASSERT_TRUE(ff.saveFile(whole.c_str(), syntax).good());
   DcmElement* element = nullptr;
   ASSERT_TRUE(ds->findAndGetElement(DCM_PixelData, element).good());
   DcmPixelSequence* sequence = nullptr;
-  ASSERT_TRUE(dynamic_cast<DcmPixelData*>(element)->getEncapsulatedRepresentation(EXS_JPEGProcess14SV1, &lossless, sequence).good());
+  ASSERT_TRUE(dynamic_cast<DcmPixelData*>(element)->getEncapsulatedRepresentation(syntax, parameters, sequence).good());
   DcmPixelItem* last = nullptr;
   ASSERT_TRUE(sequence->getItem(last, sequence->card() - 1).good());
   Uint8* bytes = nullptr;
   ASSERT_TRUE(last->getUint8Array(bytes).good());
   std::vector<Uint8> kept(bytes, bytes + (last->getLength() * 3 / 10) / 2 * 2);
   ASSERT_TRUE(last->putUint8Array(kept.data(), static_cast<unsigned long>(kept.size())).good());
-  ASSERT_TRUE(ff.saveFile((dir / "jpeg-cut.dcm").c_str(), EXS_JPEGProcess14SV1).good());
+  ASSERT_TRUE(ff.saveFile(cut.c_str(), syntax).good());
+}
+
+TEST(Dicom, CompressedPixelDataCutBeforeItsEndIsRefused) {
+  ft::TempDir dir;
+  DJEncoderRegistration::registerCodecs();
+  DcmRLEEncoderRegistration::registerCodecs();
+  DJ_RPLossless lossless;
+  write_compressed_and_cut(dir / "jpeg.dcm", dir / "jpeg-cut.dcm", EXS_JPEGProcess14SV1, &lossless);
+  write_compressed_and_cut(dir / "rle.dcm", dir / "rle-cut.dcm", EXS_RLELossless, nullptr);
+  for (const char* whole : {"jpeg.dcm", "rle.dcm"})  // whole: decoded
+    EXPECT_EQ(decode_image(dir / whole).pixels.size(), cv::Size(64, 8)) << whole;
   expect_refused(dir / "jpeg-cut.dcm", "truncated");
+  expect_refused(dir / "rle-cut.dcm", "rle-cut.dcm");
+  DcmRLEEncoderRegistration::cleanup();
   DJEncoderRegistration::cleanup();
 }
