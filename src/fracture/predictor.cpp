@@ -11,9 +11,9 @@
 #include "fracture/data/loader.h"
 #include "fracture/explain/gradcam.h"
 #include "fracture/explain/localisation.h"
-#include "fracture/export/int8_calibration.h"
 #include "fracture/models/onednn_body.h"
 #include "fracture/train/inference.h"
+#include "fracture/train/int8_record.h"
 #include "fracture/util/paths.h"
 
 namespace fracture {
@@ -47,10 +47,10 @@ struct Predictor::State {
   // and the program can run it here, else fp32; `why` says which and why.
   models::Precision auto_precision(bool fused, std::string& why) {
     if (!fused || !device.is_cpu()) why = "auto: fp32, int8 runs only as the oneDNN program on the CPU";
-    else if (!exporter::int8_check_passed(model.info)) why = "auto: fp32, the model has no passed int8 check";
+    else if (!train::int8_check_passed(model.info)) why = "auto: fp32, the model has no passed int8 check";
     else if (auto no = models::onednn_body_unsupported(first(), models::Precision::int8); !no.empty())
       why = "auto: fp32, " + no;
-    else if (const auto checked = exporter::int8_check_cpu(model.info); checked != models::int8_cpu_class())
+    else if (const auto checked = train::int8_check_cpu(model.info); checked != models::int8_cpu_class())
       // int8 kernels differ by CPU family; a check made on one does not vouch for another.
       why = "auto: fp32, the model's int8 check ran on " + (checked.empty() ? "an unrecorded CPU" : checked + " int8 kernels") +
             ", this CPU runs " + models::int8_cpu_class() + " ones (`fracture calibrate` here checks it for this CPU)";
@@ -69,7 +69,7 @@ struct Predictor::State {
     if (why.empty()) {
       std::vector<std::vector<float>> ranges(model.nets.size());  // one list per network
       if (precision == models::Precision::int8) {
-        ranges = exporter::int8_ranges_of(model.info, model_path);
+        ranges = train::int8_ranges_of(model.info, model_path);
         if (ranges.empty())
           throw std::invalid_argument(model_path + " has no int8 calibration: make a calibrated copy with "
                                       "`fracture calibrate -m " + model_path + " --data SPLIT.csv -o OUT.safetensors`");

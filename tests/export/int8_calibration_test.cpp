@@ -39,7 +39,7 @@ std::vector<data::Sample> synthetic_samples(const ft::TempDir& dir, const std::s
 std::string with_check(const std::string& path, const std::string& out, bool passed,
                        const std::string& cpu = models::int8_cpu_class()) {
   auto m = train::load_model(path);
-  m.info.extra[exporter::kInt8CalibrationKey]["check"] = {{"passed", passed}, {"cpu", cpu}};
+  m.info.extra[train::kInt8CalibrationKey]["check"] = {{"passed", passed}, {"cpu", cpu}};
   train::save_model(out, *m.net, m.info);
   return out;
 }
@@ -65,9 +65,9 @@ TEST(Int8Calibration, WritesRangesIntoACopyAndChecksIt) {
   EXPECT_EQ(s.activations, 49u);
 
   const auto before = train::load_model(model), after = train::load_model(out);
-  ASSERT_EQ(exporter::int8_ranges_of(after.info, out).size(), 1u);  // one network
-  EXPECT_EQ(exporter::int8_ranges_of(after.info, out)[0].size(), 49u);
-  EXPECT_TRUE(exporter::int8_ranges_of(before.info, model).empty());
+  ASSERT_EQ(train::int8_ranges_of(after.info, out).size(), 1u);  // one network
+  EXPECT_EQ(train::int8_ranges_of(after.info, out)[0].size(), 49u);
+  EXPECT_TRUE(train::int8_ranges_of(before.info, model).empty());
   EXPECT_EQ(after.info.threshold, before.info.threshold);
   EXPECT_EQ(after.info.class_names, before.info.class_names);
   const auto a = models::module_state(*before.net), b = models::module_state(*after.net);
@@ -77,7 +77,7 @@ TEST(Int8Calibration, WritesRangesIntoACopyAndChecksIt) {
   if (!no_int8.empty()) {  // this CPU or build cannot run int8: no check, and why
     EXPECT_FALSE(s.check.has_value());
     EXPECT_EQ(s.no_check_reason, no_int8);
-    EXPECT_FALSE(exporter::int8_check_passed(after.info));
+    EXPECT_FALSE(train::int8_check_passed(after.info));
     return;
   }
   ASSERT_TRUE(s.check.has_value());
@@ -87,8 +87,8 @@ TEST(Int8Calibration, WritesRangesIntoACopyAndChecksIt) {
   EXPECT_LE(s.check->roc_auc_int8, 1.0);
   ASSERT_EQ(s.check->roc_auc_by_source.size(), 2u);
   EXPECT_EQ(s.check->passed, exporter::int8_check_passes(*s.check));
-  EXPECT_EQ(exporter::int8_check_passed(after.info), s.check->passed);
-  const auto& recorded = after.info.extra[exporter::kInt8CalibrationKey];
+  EXPECT_EQ(train::int8_check_passed(after.info), s.check->passed);
+  const auto& recorded = after.info.extra[train::kInt8CalibrationKey];
   EXPECT_EQ(recorded["check"]["by_source"]["y"]["roc_auc_int8"].get<double>(), s.check->roc_auc_by_source.at("y").second);
   EXPECT_EQ(recorded["check"]["labels_changed"].get<size_t>(), s.check->labels_changed);
   EXPECT_EQ(recorded["check"]["cpu"], models::int8_cpu_class());  // the kernels' family it holds for
@@ -188,14 +188,14 @@ TEST(Int8Calibration, AnEnsembleGetsEachMembersRanges) {
   EXPECT_EQ(s.activations, 98u);
   const auto calibrated = train::load_networks(out);
   ASSERT_EQ(calibrated.nets.size(), 2u);
-  const auto ranges = exporter::int8_ranges_of(calibrated.info, out);
+  const auto ranges = train::int8_ranges_of(calibrated.info, out);
   ASSERT_EQ(ranges.size(), 2u);
   EXPECT_EQ(ranges[0].size(), 49u);
   EXPECT_NE(ranges[0], ranges[1]);  // each member's own activations
   {  // the first member alone, calibrated on the same images, has the first list
     train::LoadedNetworks alone{{a.net}, a.info, ""};
     exporter::calibrate_int8(alone, train, options);
-    EXPECT_EQ(exporter::int8_ranges_of(alone.info, "alone")[0], ranges[0]);
+    EXPECT_EQ(train::int8_ranges_of(alone.info, "alone")[0], ranges[0]);
   }
   if (models::onednn_body_unsupported(*calibrated.nets[0], models::Precision::int8).empty()) {
     // The Predictor in int8 gives what each member's int8 program with its
@@ -240,6 +240,6 @@ TEST(Int8Calibration, AnEnsembleGetsEachMembersRanges) {
   }
   // Ranges that do not split among the members are named as malformed.
   auto bad = calibrated.info;
-  bad.extra[exporter::kInt8CalibrationKey]["activation_max"] = std::vector<float>(97, 1.0f);
-  EXPECT_THROW(exporter::int8_ranges_of(bad, "bad"), std::runtime_error);
+  bad.extra[train::kInt8CalibrationKey]["activation_max"] = std::vector<float>(97, 1.0f);
+  EXPECT_THROW(train::int8_ranges_of(bad, "bad"), std::runtime_error);
 }

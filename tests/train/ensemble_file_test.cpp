@@ -16,7 +16,7 @@
 #include "fracture/predictor.h"
 #include "fracture/train/checkpoint.h"
 #include "fracture/train/inference.h"
-#include "fracture/train/model_average.h"
+#include "fracture/export/model_average.h"
 #include "data/fixtures.h"
 #include "helpers.h"
 #include "small_model.h"
@@ -39,13 +39,13 @@ struct Pair {
   ft::TempDir dir;
   std::string a, b, out;
   std::vector<data::Sample> val;
-  train::AverageSummary summary;
+  exporter::AverageSummary summary;
   explicit Pair(int classes = 2) {
     a = ft::save_random_model(dir / "a.safetensors", "efficientnet_lite0", classes, 64, 0, 1);
     b = ft::save_random_model(dir / "b.safetensors", "efficientnet_lite0", classes, 64, 0, 2);
     val = ft::labelled_images(dir.path, "val", 12, 300);
     out = dir / "ensemble.safetensors";
-    summary = train::ensemble_models({a, b}, val, "youden", out);
+    summary = exporter::ensemble_models({a, b}, val, "youden", out);
   }
 };
 
@@ -126,7 +126,7 @@ TEST(EnsembleFile, TwoCopiesOfANetworkExplainAndScoreAsTheNetwork) {
   const auto a = ft::save_random_model(dir / "a.safetensors", "efficientnet_lite0", 2, 64, 0, 5);
   const auto val = ft::labelled_images(dir.path, "val", 6, 300);
   const auto out = dir / "twice.safetensors";
-  train::ensemble_models({a, a}, val, "youden", out);
+  exporter::ensemble_models({a, a}, val, "youden", out);
   auto twice = fp32(out);
   auto once = fp32(a);
   EXPECT_TRUE(torch::allclose(twice.probabilities_of(val, ""), once.probabilities_of(val, ""), 1e-5, 1e-6));
@@ -188,8 +188,8 @@ TEST(EnsembleFile, WhatTakesOneNetworkRefusesItNamingTheFile) {
   }
   // An ensemble is not a member, and nothing is written.
   const auto nested = p.dir / "nested.safetensors";
-  EXPECT_THROW(train::ensemble_models({p.out, p.a}, p.val, "youden", nested), std::runtime_error);
-  EXPECT_THROW(train::ensemble_models({p.a}, p.val, "youden", nested), std::invalid_argument);
+  EXPECT_THROW(exporter::ensemble_models({p.out, p.a}, p.val, "youden", nested), std::runtime_error);
+  EXPECT_THROW(exporter::ensemble_models({p.a}, p.val, "youden", nested), std::invalid_argument);
   EXPECT_FALSE(std::filesystem::exists(nested));
 }
 

@@ -53,8 +53,8 @@ TEST(ShippedModel, LoadsAndDescribesItself) {
 // runs it in fp32.
 TEST(ShippedModel, AutoRunsItInFp32WithoutAPassedInt8Check) {
   const auto m = train::load_networks(util::default_model_path());
-  EXPECT_TRUE(exporter::int8_ranges_of(m.info, "shipped").empty());
-  EXPECT_FALSE(exporter::int8_check_passed(m.info));
+  EXPECT_TRUE(train::int8_ranges_of(m.info, "shipped").empty());
+  EXPECT_FALSE(train::int8_check_passed(m.info));
   PredictorOptions o;
   o.model = util::default_model_path();
   Predictor p(o);

@@ -7,13 +7,13 @@
 #include "fracture/cli/commands.h"
 #include "fracture/data/dataset.h"
 #include "fracture/eval/metrics.h"
-#include "fracture/train/model_average.h"
+#include "fracture/export/model_average.h"
 
 namespace fracture::cli {
 
 namespace {
 
-using Join = train::AverageSummary (*)(const std::vector<std::string>&, const std::vector<data::Sample>&,
+using Join = exporter::AverageSummary (*)(const std::vector<std::string>&, const std::vector<data::Sample>&,
                                        const std::string&, const std::string&);
 
 // `average` and `ensemble` take the same arguments and say the same things.
@@ -73,7 +73,7 @@ void add_average_command(CLI::App& app) {
       "Example:\n"
       "  fracture average runs/atlas-42/best.safetensors runs/both-42/best.safetensors \\\n"
       "      --data runs/split-both.csv -o runs/average-42/best.safetensors",
-      train::average_models);
+      exporter::average_models);
 }
 
 void add_ensemble_command(CLI::App& app) {
@@ -88,7 +88,7 @@ void add_ensemble_command(CLI::App& app) {
       "Example:\n"
       "  fracture ensemble runs/atlas-42/best.safetensors runs/both-42/best.safetensors \\\n"
       "      --data runs/split-both.csv -o runs/ensemble-42/best.safetensors",
-      train::ensemble_models);
+      exporter::ensemble_models);
 }
 
 }  // namespace fracture::cli

@@ -131,7 +131,7 @@ CalibrationSummary calibrate_int8(train::LoadedNetworks& model, const std::vecto
   std::vector<float> ranges;  // stored as one list: the members' one after another
   for (const auto& r : member_ranges) ranges.insert(ranges.end(), r.begin(), r.end());
   summary.activations = ranges.size();
-  model.info.extra[kInt8CalibrationKey] = {{"activation_max", ranges},
+  model.info.extra[train::kInt8CalibrationKey] = {{"activation_max", ranges},
                                            {"images", summary.images},
                                            {"percentile", options.percentile},
                                            {"data", options.data}};
@@ -160,50 +160,16 @@ CalibrationSummary calibrate_int8_file(const std::string& model_path, const std:
   if (!summary.no_check_reason.empty()) return summary;
   summary.check = check_int8(out_path, check_samples, check_split);
   const auto& c = *summary.check;
-  model.info.extra[kInt8CalibrationKey]["check"] = {
+  model.info.extra[train::kInt8CalibrationKey]["check"] = {
       {"split", c.split},         {"images", c.images},
       {"roc_auc_fp32", c.roc_auc_fp32}, {"roc_auc_int8", c.roc_auc_int8},
       {"labels_changed", c.labels_changed}, {"tolerance", kInt8AucTolerance},
       {"passed", c.passed},       {"cpu", c.cpu}};
   for (const auto& [source, auc] : c.roc_auc_by_source)
-    model.info.extra[kInt8CalibrationKey]["check"]["by_source"][source] = {{"roc_auc_fp32", auc.first},
+    model.info.extra[train::kInt8CalibrationKey]["check"]["by_source"][source] = {{"roc_auc_fp32", auc.first},
                                                                            {"roc_auc_int8", auc.second}};
   save();
   return summary;
-}
-
-std::vector<std::vector<float>> int8_ranges_of(const train::ModelInfo& info, const std::string& origin) {
-  if (!info.extra.contains(kInt8CalibrationKey)) return {};
-  std::vector<float> ranges;
-  try {
-    ranges = info.extra.at(kInt8CalibrationKey).at("activation_max").get<std::vector<float>>();
-  } catch (const std::exception& e) {
-    throw std::runtime_error(origin + ": int8 calibration is malformed (" + e.what() + ")");
-  }
-  for (float r : ranges)
-    if (!std::isfinite(r) || r <= 0)
-      throw std::runtime_error(origin + ": int8 calibration holds a range that is not finite and positive");
-  const auto networks = static_cast<size_t>(info.members);
-  if (ranges.empty()) return {};
-  if (ranges.size() % networks != 0)
-    throw std::runtime_error(origin + ": int8 calibration holds " + std::to_string(ranges.size()) +
-                             " ranges, which do not split evenly among its " + std::to_string(networks) + " networks");
-  const size_t each = ranges.size() / networks;
-  std::vector<std::vector<float>> out;
-  for (size_t k = 0; k < networks; ++k) out.emplace_back(ranges.begin() + k * each, ranges.begin() + (k + 1) * each);
-  return out;
-}
-
-bool int8_check_passed(const train::ModelInfo& info) {
-  if (!info.extra.contains(kInt8CalibrationKey)) return false;
-  const auto& c = info.extra.at(kInt8CalibrationKey);
-  return c.contains("check") && c.at("check").value("passed", false);
-}
-
-std::string int8_check_cpu(const train::ModelInfo& info) {
-  if (!int8_check_passed(info)) return "";
-  const auto& check = info.extra.at(kInt8CalibrationKey).at("check");
-  return check.contains("cpu") && check.at("cpu").is_string() ? check.at("cpu").get<std::string>() : "";
 }
 
 }  // namespace fracture::exporter

@@ -12,11 +12,10 @@
 
 #include "fracture/data/dataset.h"
 #include "fracture/train/checkpoint.h"
+#include "fracture/train/int8_record.h"  // what it writes into the model file, and reads back
 
 namespace fracture::exporter {
 
-// The description key that holds the calibration.
-inline constexpr const char* kInt8CalibrationKey = "int8_calibration";
 // The accuracy check: validation ROC-AUC (macro one-vs-rest for N classes)
 // in int8 within this of fp32's (issue 19's rule).
 inline constexpr double kInt8AucTolerance = 0.002;
@@ -69,15 +68,5 @@ CalibrationSummary calibrate_int8_file(const std::string& model_path, const std:
                                        const CalibrationOptions& options, const std::string& out_path,
                                        const std::vector<data::Sample>& check_samples = {},
                                        const std::string& check_split = "val");
-
-// The ranges in a model's description, one list per network; empty when it
-// was never calibrated. Throws naming `origin` when they are there but
-// malformed (or do not split evenly among an ensemble's members).
-std::vector<std::vector<float>> int8_ranges_of(const train::ModelInfo& info, const std::string& origin);
-// Whether the model's calibration passed its accuracy check.
-bool int8_check_passed(const train::ModelInfo& info);
-// The int8 kernels' family the check ran on; "" when it was not recorded
-// (a check made before issue 37), which covers no CPU.
-std::string int8_check_cpu(const train::ModelInfo& info);
 
 }  // namespace fracture::exporter

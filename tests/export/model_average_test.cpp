@@ -13,7 +13,7 @@
 #include "fracture/export/int8_calibration.h"
 #include "fracture/predictor.h"
 #include "fracture/train/checkpoint.h"
-#include "fracture/train/model_average.h"
+#include "fracture/export/model_average.h"
 #include "data/fixtures.h"
 #include "helpers.h"
 #include "small_model.h"
@@ -27,7 +27,7 @@ TEST(ModelAverage, WritesTheMeanWithAThresholdChosenOnValidation) {
   const auto b = ft::save_random_model(dir / "b.safetensors", "efficientnet_lite0", 2, 64, 4, 2);
   {  // a calibration made for a's weights must not reach the average
     auto m = train::load_model(a);
-    m.info.extra[exporter::kInt8CalibrationKey] = {{"activation_max", std::vector<float>(49, 1.0f)}};
+    m.info.extra[train::kInt8CalibrationKey] = {{"activation_max", std::vector<float>(49, 1.0f)}};
     train::save_model(a, *m.net, m.info);
   }
   auto val = ft::labelled_images(dir.path, "val", 12, 100);
@@ -35,7 +35,7 @@ TEST(ModelAverage, WritesTheMeanWithAThresholdChosenOnValidation) {
   std::ofstream(val.back().path) << "not an image";
   const auto out = dir / "avg.safetensors";
 
-  const auto s = train::average_models({a, b}, val, "youden", out);
+  const auto s = exporter::average_models({a, b}, val, "youden", out);
   EXPECT_EQ(s.models, 2u);
   EXPECT_EQ(s.val_images, 12u);
   ASSERT_EQ(s.unreadable.size(), 1u);
@@ -56,7 +56,7 @@ TEST(ModelAverage, WritesTheMeanWithAThresholdChosenOnValidation) {
   ASSERT_EQ(avg.info.extra["averaged_models"].size(), 2u);
   EXPECT_EQ(avg.info.extra["averaged_models"][0]["file"], "a.safetensors");
   EXPECT_EQ(avg.info.extra["averaged_models"][1]["sha256"], mb.sha256);
-  EXPECT_FALSE(avg.info.extra.contains(exporter::kInt8CalibrationKey));
+  EXPECT_FALSE(avg.info.extra.contains(train::kInt8CalibrationKey));
 
   // The threshold is youden's on the written model's own fp32 probabilities.
   PredictorOptions o;
@@ -83,15 +83,15 @@ TEST(ModelAverage, RefusesModelsThatAreNotOneModelAndWritesNothing) {
   const auto other_size = ft::save_random_model(dir / "b.safetensors", "efficientnet_lite0", 2, 96, 0, 2);
   const auto out = dir / "avg.safetensors";
   try {
-    train::average_models({a, other_size}, val, "youden", out);
+    exporter::average_models({a, other_size}, val, "youden", out);
     FAIL() << "averaged models of different input sizes";
   } catch (const std::invalid_argument& e) {
     const std::string what = e.what();
     EXPECT_NE(what.find("b.safetensors"), std::string::npos) << what;
     EXPECT_NE(what.find("input_size"), std::string::npos) << what;
   }
-  EXPECT_THROW(train::average_models({a}, val, "youden", out), std::invalid_argument);
-  EXPECT_THROW(train::average_models({a, a}, {}, "youden", out), std::invalid_argument);
-  EXPECT_THROW(train::average_models({a, a}, val, "median", out), std::invalid_argument);
+  EXPECT_THROW(exporter::average_models({a}, val, "youden", out), std::invalid_argument);
+  EXPECT_THROW(exporter::average_models({a, a}, {}, "youden", out), std::invalid_argument);
+  EXPECT_THROW(exporter::average_models({a, a}, val, "median", out), std::invalid_argument);
   EXPECT_FALSE(std::filesystem::exists(out));
 }

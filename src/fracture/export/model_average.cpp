@@ -1,4 +1,4 @@
-#include "fracture/train/model_average.h"
+#include "fracture/export/model_average.h"
 
 #include <filesystem>
 #include <functional>
@@ -12,7 +12,9 @@
 #include "fracture/train/checkpoint.h"
 #include "fracture/train/validation.h"
 
-namespace fracture::train {
+namespace fracture::exporter {
+
+using namespace fracture::train;  // the model files, their loading and validation scoring
 namespace {
 
 // What must agree for a weight average to be one model: the same network,
@@ -151,4 +153,4 @@ AverageSummary ensemble_models(const std::vector<std::string>& paths, const std:
   return s;
 }
 
-}  // namespace fracture::train
+}  // namespace fracture::exporter

@@ -7,13 +7,15 @@
 // networks kept side by side in one file, every one run on every image and
 // their log-odds averaged; it costs one network's time per member. Issue 16
 // measures both on a FracAtlas-only and a combined model (docs/results.md).
+// Here, beside the other writers of model files made from models (ONNX,
+// int8 calibration), since it scores validation through the Predictor.
 #include <map>
 #include <string>
 #include <vector>
 
 #include "fracture/data/dataset.h"
 
-namespace fracture::train {
+namespace fracture::exporter {
 
 struct AverageSummary {
   size_t models = 0;
@@ -41,4 +43,4 @@ AverageSummary average_models(const std::vector<std::string>& paths, const std::
 AverageSummary ensemble_models(const std::vector<std::string>& paths, const std::vector<data::Sample>& val,
                                const std::string& threshold_rule, const std::string& out_path);
 
-}  // namespace fracture::train
+}  // namespace fracture::exporter
