@@ -94,13 +94,13 @@ class GrowingPool : public httplib::TaskQueue {
   bool done_ = false;
 };
 
-// After a response to a request whose body was not read to its end: stop
-// sending, then read and drop what the client still sends for a moment, so
-// that closing does not reset the connection before the client has read the
-// response (Apache's lingering close).
-void linger(socket_t sock) {
+// After a response to a request that was not read to its end: stop
+// sending, then read and drop what the client still sends for up to `ms`,
+// so that closing does not reset the connection before the client has read
+// the response (Apache's lingering close).
+void linger(socket_t sock, int64_t ms) {
   ::shutdown(sock, SHUT_WR);
-  const int64_t until = now_ns() + 2'000'000'000;
+  const int64_t until = now_ns() + ms * 1'000'000;
   char sink[16384];
   size_t dropped = 0;
   while (dropped < (8u << 20) && wait_for(sock, POLLIN, (until - now_ns()) / 1000000)) {
@@ -227,6 +227,7 @@ bool GuardedServer::process_and_close_socket(socket_t sock) {
     const std::string reply = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
                               "Connection: close\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
     if (wait_for(sock, POLLOUT, 1000)) (void)::send(sock, reply.data(), reply.size(), MSG_NOSIGNAL);
+    linger(sock, 200);  // the request it sent, unread, would otherwise reset the connection under the 503
     ::shutdown(sock, SHUT_RDWR);
     ::close(sock);
     return true;
@@ -244,7 +245,7 @@ bool GuardedServer::process_and_close_socket(socket_t sock) {
     ok = process_request(stream, count == 1 || stopping_, closed, [](httplib::Request&) {});
     if (!ok || closed || t_close_after_response || stopping_) break;
   }
-  if (t_close_after_response) linger(sock);
+  if (t_close_after_response) linger(sock, 2000);
   ::shutdown(sock, SHUT_RDWR);
   ::close(sock);
   leave(address);
